@@ -1,0 +1,31 @@
+"""Which device runs the evaluator, and how the CPU's cores are exposed to JAX."""
+
+from __future__ import annotations
+
+import os
+
+
+def configure_host_devices() -> None:
+  """Exposes every CPU core as a JAX host device so the evaluator can split batches over them.
+
+  XLA:CPU runs the evaluator's small ops on one core; a second host device lets the evaluator
+  shard the population. Must run before JAX initialises its backends; respects a user's own
+  `--xla_force_host_platform_device_count` in XLA_FLAGS.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_force_host_platform_device_count" not in flags:
+    count = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else (os.cpu_count() or 1))
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def describe() -> str:
+  """One line naming the device the evaluator uses, e.g. ``device: cpu (2 host devices)``."""
+  import jax
+
+  devices = jax.devices()
+  kind = devices[0].platform
+  name = getattr(devices[0], "device_kind", kind)
+  if kind == "cpu":
+    return f"device: cpu ({len(devices)} host device{'s' if len(devices) > 1 else ''})"
+  return f"device: {kind} ({len(devices)} x {name})"

@@ -1,0 +1,264 @@
+"""Programs as data: instructions, the three component functions, text form and packed arrays."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from azero_jax import ops
+
+COMPONENTS = ("setup", "predict", "learn")
+_HEADERS = {"setup": "def Setup():", "predict": "def Predict():", "learn": "def Learn():"}
+
+
+def float32(value: float) -> float:
+  """Rounds to the float32 value the original stores in `float_data_*`."""
+  return float(np.float32(value))
+
+
+class Instruction(NamedTuple):
+  """One instruction; unused fields stay 0 (REFERENCE.md §2.1).
+
+  `f0`, `f1`, `f2` hold float32 values (stored as Python floats); `activation` is float64.
+  """
+
+  op: int = ops.NO_OP
+  in1: int = 0
+  in2: int = 0
+  out: int = 0
+  activation: float = 0.0
+  f0: float = 0.0
+  f1: float = 0.0
+  f2: float = 0.0
+
+  @property
+  def spec(self) -> ops.Op:
+    return ops.OPS[self.op]
+
+  def to_text(self) -> str:
+    """The original's printed form, e.g. ``s3 = s0 - s1``."""
+    spec = self.spec
+    fields = {"act": _format_constant(self.activation), "f0": _format_constant(self.f0),
+              "f1": _format_constant(self.f1), "f2": _format_constant(self.f2)}
+    for name, kind, address in zip("ab", spec.inputs, (self.in1, self.in2)):
+      fields[name] = f"{kind}{address}"
+    if spec.output is not None:
+      fields["o"] = f"{spec.output}{self.out}"
+    return spec.template.format(**fields)
+
+  def registers(self) -> list[tuple[str, int]]:
+    """(kind, address) of every register the instruction reads or writes."""
+    spec = self.spec
+    used = list(zip(spec.inputs, (self.in1, self.in2)))
+    if spec.output is not None:
+      used.append((spec.output, self.out))
+    return used
+
+
+def _format_constant(value: float) -> str:
+  """C++ default stream formatting: 6 significant digits."""
+  return "%g" % value
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """An algorithm: the Setup, Predict and Learn instruction lists."""
+
+  setup: tuple[Instruction, ...] = ()
+  predict: tuple[Instruction, ...] = ()
+  learn: tuple[Instruction, ...] = ()
+
+  def __post_init__(self):
+    for name in COMPONENTS:
+      object.__setattr__(self, name, tuple(Instruction(*i) for i in getattr(self, name)))
+
+  def component(self, name: str) -> tuple[Instruction, ...]:
+    return getattr(self, name)
+
+  def replace(self, **components) -> "Program":
+    return dataclasses.replace(self, **components)
+
+  @property
+  def sizes(self) -> tuple[int, int, int]:
+    return tuple(len(self.component(name)) for name in COMPONENTS)
+
+  def ops_used(self) -> set[int]:
+    return {inst.op for name in COMPONENTS for inst in self.component(name)}
+
+  def to_text(self) -> str:
+    """The original's readable form: a header per function, two-space indented instructions."""
+    lines = []
+    for name in COMPONENTS:
+      lines.append(_HEADERS[name])
+      lines.extend("  " + inst.to_text() for inst in self.component(name))
+    return "\n".join(lines) + "\n"
+
+  @classmethod
+  def from_text(cls, text: str) -> "Program":
+    """Parses the readable form; raises `ProgramSyntaxError` naming the offending line."""
+    return parse_program(text)
+
+  def check_addresses(self, num_scalars: int, num_vectors: int, num_matrices: int) -> None:
+    """Raises ValueError if an instruction uses an address outside the memory sizes."""
+    limits = {ops.SCALAR: num_scalars, ops.VECTOR: num_vectors, ops.MATRIX: num_matrices}
+    for name in COMPONENTS:
+      for position, inst in enumerate(self.component(name)):
+        for kind, address in inst.registers():
+          if not 0 <= address < limits[kind]:
+            raise ValueError(
+                f"{name} instruction {position} `{inst.to_text()}` uses {kind}{address}, but "
+                f"memory has only {limits[kind]} {_KIND_WORDS[kind]} (addresses 0..{limits[kind] - 1})")
+
+
+_KIND_WORDS = {ops.SCALAR: "scalars", ops.VECTOR: "vectors", ops.MATRIX: "matrices"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing.
+
+
+class ProgramSyntaxError(ValueError):
+  """Program text that cannot be parsed; the message names the line and what was expected."""
+
+
+_NUMBER = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))"
+
+
+def _template_regex(op: ops.Op) -> re.Pattern:
+  pattern = re.escape(op.template)
+  for name, kind in zip("ab", op.inputs):
+    pattern = pattern.replace(re.escape("{" + name + "}"), kind + r"(\d+)")
+  if op.output is not None:
+    pattern = pattern.replace(re.escape("{o}"), op.output + r"(\d+)")
+  for name in ("act", "f0", "f1", "f2"):
+    pattern = pattern.replace(re.escape("{" + name + "}"), _NUMBER)
+  return re.compile(pattern + r"\Z")
+
+
+def _template_fields(op: ops.Op) -> list[str]:
+  """The template's placeholders in the order they appear."""
+  return re.findall(r"\{(\w+)\}", op.template)
+
+
+_PARSERS = [(op, _template_regex(op), _template_fields(op)) for op in ops.OPS]
+
+
+def parse_instruction(line: str) -> Instruction:
+  """Parses one printed instruction (without indentation)."""
+  text = line.strip()
+  for op, regex, names in _PARSERS:
+    match = regex.match(text)
+    if match is None:
+      continue
+    fields = dict(zip(names, match.groups()))
+    return Instruction(
+        op=op.id,
+        in1=int(fields.get("a", 0)),
+        in2=int(fields.get("b", 0)),
+        out=int(fields.get("o", 0)),
+        activation=float(fields.get("act", 0.0)),
+        f0=float32(float(fields.get("f0", 0.0))),
+        f1=float32(float(fields.get("f1", 0.0))),
+        f2=float32(float(fields.get("f2", 0.0))))
+  raise ValueError(f"`{text}` is not an instruction: expected one of the printed forms such as "
+                   "`s3 = s0 - s1`, `s1 = dot(v1, v0)`, `v2 = s3 * v0` or `NoOp()`")
+
+
+def parse_program(text: str) -> Program:
+  """Parses text in the form of `Program.to_text`; blank lines and `#` comments are ignored."""
+  components: dict[str, list[Instruction]] = {}
+  current = None
+  headers = {header: name for name, header in _HEADERS.items()}
+  for number, raw in enumerate(text.splitlines(), start=1):
+    line = raw.split("#", 1)[0].strip()
+    if not line:
+      continue
+    if line in headers:
+      name = headers[line]
+      expected = COMPONENTS[len(components)] if len(components) < 3 else None
+      if name != expected:
+        raise ProgramSyntaxError(
+            f"line {number}: `{line}` out of order: expected "
+            f"{_HEADERS[expected] if expected else 'no further function header'} "
+            "(functions come in the order Setup, Predict, Learn, each once)")
+      current = components.setdefault(name, [])
+      continue
+    if current is None:
+      raise ProgramSyntaxError(
+          f"line {number}: `{line}` before any function header: expected `def Setup():`")
+    try:
+      current.append(parse_instruction(line))
+    except ValueError as error:
+      raise ProgramSyntaxError(f"line {number}: {error}") from None
+  missing = [_HEADERS[name] for name in COMPONENTS if name not in components]
+  if missing:
+    raise ProgramSyntaxError(f"missing function header(s): expected {', '.join(missing)}")
+  return Program(**components)
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed arrays for a population.
+
+
+class PackedComponent(NamedTuple):
+  """One component function of a population as padded arrays (padding is NO_OP)."""
+
+  op: np.ndarray  # [P, L] int32
+  in1: np.ndarray  # [P, L] int32
+  in2: np.ndarray  # [P, L] int32
+  out: np.ndarray  # [P, L] int32
+  activation: np.ndarray  # [P, L] float64
+  floats: np.ndarray  # [P, L, 3] float32: f0, f1, f2
+  length: np.ndarray  # [P] int32, the unpadded length
+
+
+class PackedPopulation(NamedTuple):
+  setup: PackedComponent
+  predict: PackedComponent
+  learn: PackedComponent
+
+  @property
+  def size(self) -> int:
+    return self.setup.op.shape[0]
+
+
+def pack_component(instruction_lists: Sequence[Sequence[Instruction]], width: int) -> PackedComponent:
+  """Packs instruction lists into [P, width] arrays, padding with NO_OP."""
+  count = len(instruction_lists)
+  table = np.zeros((count, width, 8), dtype=np.float64)
+  length = np.zeros(count, dtype=np.int32)
+  for row, instructions in enumerate(instruction_lists):
+    if len(instructions) > width:
+      raise ValueError(f"a component has {len(instructions)} instructions, more than the packed "
+                       f"width {width}")
+    length[row] = len(instructions)
+    if instructions:
+      table[row, :len(instructions)] = np.asarray(instructions, dtype=np.float64)
+  ints = table[..., :4].astype(np.int32)
+  return PackedComponent(op=ints[..., 0], in1=ints[..., 1], in2=ints[..., 2], out=ints[..., 3],
+                         activation=table[..., 4].copy(),
+                         floats=table[..., 5:8].astype(np.float32), length=length)
+
+
+def pack(programs: Sequence[Program], widths: Sequence[int]) -> PackedPopulation:
+  """Packs a population; `widths` gives the padded length of Setup, Predict and Learn."""
+  return PackedPopulation(*(pack_component([p.component(name) for p in programs], width)
+                            for name, width in zip(COMPONENTS, widths)))
+
+
+def unpack(packed: PackedPopulation) -> list[Program]:
+  """Inverse of `pack` (padding is dropped by length)."""
+  programs = []
+  for index in range(packed.size):
+    parts = {}
+    for name, comp in zip(COMPONENTS, packed):
+      parts[name] = tuple(
+          Instruction(int(comp.op[index, j]), int(comp.in1[index, j]), int(comp.in2[index, j]),
+                      int(comp.out[index, j]), float(comp.activation[index, j]),
+                      *(float(f) for f in comp.floats[index, j]))
+          for j in range(comp.length[index]))
+    programs.append(Program(**parts))
+  return programs
