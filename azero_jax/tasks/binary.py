@@ -40,7 +40,7 @@ HOLDOUT_FRACTION = {"cifar10": 0.1, "mnist": 0.1, "digits": 0.15}
 CACHE_FORMAT_VERSION = 1
 CACHE_ENV_VAR = "AZERO_JAX_CACHE_DIR"
 _SPLIT_STREAM, _PROJECTION_STREAM = 0, 1
-_ARRAYS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
+_ARRAYS = tuple(f"{k}_{split}" for split in ("train", "valid", "test") for k in "xyi")
 
 
 def normalize_pairs(pairs) -> tuple[tuple[int, int], ...]:
@@ -129,7 +129,8 @@ def standardize(x_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 def make_binary_dataset(images: np.ndarray, labels: np.ndarray, positive: int, negative: int,
                         features: int, seed: int, *, per_class: int, valid_per_class: int,
                         test_per_class: int) -> dict[str, np.ndarray]:
-  """The projected, standardised train/valid/test splits of one (pair, seed) as float32 arrays."""
+  """The splits of one (pair, seed): projected, standardised features `x_*` (float32), labels
+  `y_*` (1 for the positive class) and the rows `i_*` of `images` they come from."""
   rows = []
   for c in (positive, negative):
     found = np.flatnonzero(labels == c)[:per_class]
@@ -147,6 +148,7 @@ def make_binary_dataset(images: np.ndarray, labels: np.ndarray, positive: int, n
   for name, x, s in zip(("train", "valid", "test"), xs, splits, strict=True):
     out[f"x_{name}"] = x.astype(np.float32)
     out[f"y_{name}"] = y[s]
+    out[f"i_{name}"] = rows[s]
   return out
 
 
