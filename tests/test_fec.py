@@ -1,0 +1,97 @@
+"""The FEC cache and fingerprint hashes (REFERENCE.md §6)."""
+
+import numpy as np
+import pytest
+
+from azero_jax.search.fec import FecCache, fingerprint_hash
+
+TRAIN = [0.5, 0.25, 1.0 / 3.0]
+VALID = [0.125, 2.0]
+
+
+def test_cache_defaults():
+  cache = FecCache()
+  assert (cache.cache_size, cache.forget_every) == (100_000, 100)
+
+
+def test_miss_then_hit():
+  cache = FecCache()
+  assert cache.lookup(7) is None
+  cache.insert(7, 0.75)
+  assert cache.lookup(7) == 0.75
+  assert (cache.hits, cache.misses, cache.hit_rate) == (1, 1, 0.5)
+  assert 7 in cache and len(cache) == 1
+
+
+def test_hit_rate_before_any_lookup():
+  assert FecCache().hit_rate == 0.0
+
+
+def test_entry_serves_forget_every_minus_one_hits():
+  cache = FecCache(forget_every=100)
+  cache.insert(1, 0.5)
+  assert all(cache.lookup(1) == 0.5 for _ in range(99))  # count 2..100; erased at 100
+  assert 1 not in cache
+  assert cache.lookup(1) is None
+  assert (cache.hits, cache.misses) == (99, 1)
+
+
+def test_forget_every_small_and_zero():
+  cache = FecCache(forget_every=2)
+  cache.insert(1, 0.5)
+  assert cache.lookup(1) == 0.5 and cache.lookup(1) is None
+  never = FecCache(forget_every=0)
+  never.insert(1, 0.5)
+  assert all(never.lookup(1) == 0.5 for _ in range(1000))
+
+
+def test_reinsert_resets_count_and_value():
+  cache = FecCache(forget_every=3)
+  cache.insert(1, 0.5)
+  cache.lookup(1)
+  cache.insert(1, 0.6)
+  assert cache.lookup(1) == 0.6 and cache.lookup(1) == 0.6 and 1 not in cache
+
+
+def test_lru_eviction_and_hit_moves_to_front():
+  cache = FecCache(cache_size=3)
+  for key in (1, 2, 3):
+    cache.insert(key, key / 10)
+  cache.lookup(1)  # 1 is now the most recently used; 2 is the least
+  cache.insert(4, 0.4)
+  assert 2 not in cache and all(key in cache for key in (1, 3, 4))
+  cache.insert(5, 0.5)
+  assert 3 not in cache and len(cache) == 3
+
+
+def test_cache_validation():
+  with pytest.raises(ValueError, match="cache_size"):
+    FecCache(cache_size=0)
+  with pytest.raises(ValueError, match="forget_every"):
+    FecCache(forget_every=-1)
+
+
+def test_hash_is_deterministic_64_bit_and_array_agnostic():
+  key = fingerprint_hash(TRAIN, VALID, 3, 100)
+  assert isinstance(key, int) and 0 <= key < 2**64
+  assert key == fingerprint_hash(np.array(TRAIN), np.array(VALID), 3, 100)
+  assert key == fingerprint_hash(tuple(TRAIN), VALID, np.int64(3), 100)
+
+
+def test_hash_treats_signed_zeros_equal():
+  assert fingerprint_hash([0.0, 1.0], [-0.0], 0, 10) == fingerprint_hash([-0.0, 1.0], [0.0], 0, 10)
+
+
+def test_hash_treats_nans_equal():
+  other_nan = np.frombuffer(np.array([0x7FF8000000000001], dtype=np.uint64).tobytes(), np.float64)
+  assert fingerprint_hash([1.0], other_nan, 0, 10) == fingerprint_hash([1.0], [np.nan], 0, 10)
+
+
+def test_hash_distinguishes_every_part():
+  key = fingerprint_hash(TRAIN, VALID, 3, 100)
+  assert key != fingerprint_hash(TRAIN, VALID, 4, 100)  # task index
+  assert key != fingerprint_hash(TRAIN, VALID, 3, 0)  # budget-rejected run
+  assert key != fingerprint_hash(TRAIN[:2], TRAIN[2:] + VALID, 3, 100)  # split point
+  assert key != fingerprint_hash(TRAIN, [], 3, 100)  # aborted run: no valid errors
+  nudged = [TRAIN[0], np.nextafter(TRAIN[1], 1.0), TRAIN[2]]
+  assert key != fingerprint_hash(nudged, VALID, 3, 100)  # exact bits, no rounding
