@@ -85,21 +85,18 @@ def random_field(field: str, role: Role, rng: np.random.Generator) -> float:
   return float(np.float32(low) + np.float32(high - low) * draw)
 
 
-def randomize_data(inst: Instruction, rng: np.random.Generator) -> Instruction:
-  """Draws every data field of the instruction's op; uniform bounds are left unsorted."""
-  fields = DATA_FIELDS[inst.spec.data]
-  return inst._replace(**{name: random_field(name, role, rng) for name, role in fields})
-
-
 def random_instruction(op_id: int, memory: Memory, rng: np.random.Generator) -> Instruction:
-  """A new instruction of op `op_id` with random addresses and data (in1, in2, out, data order)."""
+  """A new instruction of op `op_id` with random addresses and data (in1, in2, out, data order).
+
+  Uniform-set bounds are drawn independently and left unsorted, like the original.
+  """
   spec = ops.OPS[op_id]
   if spec.output is None:
     return Instruction()
-  inputs = [memory.random_input(kind, rng) for kind in spec.inputs]
-  inputs += [0] * (2 - len(inputs))
+  inputs = [memory.random_input(kind, rng) for kind in spec.inputs] + [0] * (2 - spec.num_inputs)
   out = memory.random_output(spec.output, rng)
-  return randomize_data(Instruction(op_id, inputs[0], inputs[1], out), rng)
+  data = {name: random_field(name, role, rng) for name, role in DATA_FIELDS[spec.data]}
+  return Instruction(op_id, inputs[0], inputs[1], out, **data)
 
 
 @dataclasses.dataclass(frozen=True)
