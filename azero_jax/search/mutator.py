@@ -103,15 +103,15 @@ def alter_param(inst: Instruction, memory: Memory, rng: np.random.Generator,
   spec = inst.spec
   if spec.output is None:
     return inst
-  choices = [f"in{i + 1}" for i in range(spec.num_inputs)] + ["out"]
+  fields = [(f"in{i}", kind) for i, kind in enumerate(spec.inputs, start=1)]
+  fields.append(("out", spec.output))
   if spec.data is not ops.Data.NONE:
-    choices.append("data")
-  choice = choices[uniform_index(rng, len(choices))]
-  if choice == "data":
+    fields.append(("data", None))
+  field, kind = fields[uniform_index(rng, len(fields))]
+  if field == "data":
     return alter_data(inst, rng, paper_variant)
-  if choice == "out":
-    return inst._replace(out=memory.random_output(spec.output, rng))
-  return inst._replace(**{choice: memory.random_input(spec.inputs[int(choice[2]) - 1], rng)})
+  address = memory.random_output(kind, rng) if field == "out" else memory.random_input(kind, rng)
+  return inst._replace(**{field: address})
 
 
 @dataclasses.dataclass(frozen=True)
