@@ -73,7 +73,9 @@ class Program:
 
   def __post_init__(self):
     for name in COMPONENTS:
-      object.__setattr__(self, name, tuple(Instruction(*i) for i in getattr(self, name)))
+      instructions = getattr(self, name)
+      if type(instructions) is not tuple or not all(type(i) is Instruction for i in instructions):
+        object.__setattr__(self, name, tuple(Instruction(*i) for i in instructions))
 
   def component(self, name: str) -> tuple[Instruction, ...]:
     return getattr(self, name)

@@ -81,24 +81,61 @@ class Task:
 
   @property
   def shape_key(self) -> tuple:
-    """Tasks with equal keys can be stacked and evaluated in one compiled call."""
+    """Tasks with equal keys stack without padding."""
     return (self.features_size, self.num_train_examples, self.num_valid_examples,
             self.num_epochs, self.eval_type)
 
+  @property
+  def group_key(self) -> tuple:
+    """Tasks with equal keys can share one compiled evaluator call (examples get padded)."""
+    return (self.features_size, self.eval_type)
+
 
 class TaskBatch(NamedTuple):
-  """Tasks of one shape stacked along a leading task axis."""
+  """Tasks stacked along a leading task axis, padded to common example and epoch counts."""
 
   x_train: np.ndarray  # [T, n_train, F]
   y_train: np.ndarray  # [T, n_train]
   x_valid: np.ndarray  # [T, n_valid, F]
   y_valid: np.ndarray  # [T, n_valid]
   orders: np.ndarray  # [T, epochs, n_train]
+  num_train: np.ndarray  # [T] unpadded counts
+  num_valid: np.ndarray  # [T]
+  num_epochs: np.ndarray  # [T]
+
+  @property
+  def ragged(self) -> bool:
+    """Whether some task is padded (the evaluator then masks the padding)."""
+    return bool((self.num_train < self.y_train.shape[1]).any()
+                or (self.num_valid < self.y_valid.shape[1]).any()
+                or (self.num_epochs < self.orders.shape[1]).any())
 
 
-def stack_tasks(tasks: Sequence[Task]) -> TaskBatch:
-  """Stacks tasks of one shape (see `Task.shape_key`) for the batched evaluator."""
-  keys = {task.shape_key for task in tasks}
+def _pad(array: np.ndarray, size: int, axis: int) -> np.ndarray:
+  widths = [(0, 0)] * array.ndim
+  widths[axis] = (0, size - array.shape[axis])
+  return np.pad(array, widths)
+
+
+def stack_tasks(tasks: Sequence[Task], *, num_train: int | None = None,
+                num_valid: int | None = None, num_epochs: int | None = None) -> TaskBatch:
+  """Stacks tasks of one feature size and eval type, zero-padding examples and epochs.
+
+  The sizes default to the largest among the tasks; padding is masked by the evaluator.
+  """
+  keys = {task.group_key for task in tasks}
   if len(keys) != 1:
-    raise ValueError(f"tasks of different shapes cannot be stacked: {sorted(keys)}")
-  return TaskBatch(*(np.stack([getattr(t, f) for t in tasks]) for f in TaskBatch._fields))
+    raise ValueError(f"tasks of different feature sizes or eval types cannot be stacked: "
+                     f"{sorted(keys)}")
+  num_train = num_train or max(t.num_train_examples for t in tasks)
+  num_valid = num_valid or max(t.num_valid_examples for t in tasks)
+  num_epochs = num_epochs or max(t.num_epochs for t in tasks)
+  return TaskBatch(
+      x_train=np.stack([_pad(t.x_train, num_train, 0) for t in tasks]),
+      y_train=np.stack([_pad(t.y_train, num_train, 0) for t in tasks]),
+      x_valid=np.stack([_pad(t.x_valid, num_valid, 0) for t in tasks]),
+      y_valid=np.stack([_pad(t.y_valid, num_valid, 0) for t in tasks]),
+      orders=np.stack([_pad(_pad(t.orders, num_train, 1), num_epochs, 0) for t in tasks]),
+      num_train=np.array([t.num_train_examples for t in tasks], np.int32),
+      num_valid=np.array([t.num_valid_examples for t in tasks], np.int32),
+      num_epochs=np.array([t.num_epochs for t in tasks], np.int32))
