@@ -9,7 +9,8 @@ Programs are data: new programs never recompile; only shapes and static configur
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -89,9 +90,10 @@ def _run_component(config: Config, which: int, component: PackedComponent, count
                for position, kind in reads}
     old = {kind: memory[kind_index[kind]][out] for kind in writes}
     slot_key = jax.random.fold_in(key, slot)
-    rand = {ops.Data.UNIFORM: jax.random.uniform(slot_key, (size, size), dtype) if uniform else None,
-            ops.Data.GAUSSIAN: jax.random.normal(slot_key, (size, size), dtype) if gaussian
-            else None}
+    rand = {
+        ops.Data.UNIFORM: jax.random.uniform(slot_key, (size, size), dtype) if uniform else None,
+        ops.Data.GAUSSIAN: jax.random.normal(slot_key, (size, size), dtype) if gaussian else None,
+    }
     registers = list(memory)
     for kind in writes:
       result, written = None, False

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Callable
+from collections.abc import Callable
 
 SCALAR, VECTOR, MATRIX = "s", "v", "m"
 KINDS = (SCALAR, VECTOR, MATRIX)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class Program:
   def component(self, name: str) -> tuple[Instruction, ...]:
     return getattr(self, name)
 
-  def replace(self, **components) -> "Program":
+  def replace(self, **components) -> Program:
     return dataclasses.replace(self, **components)
 
   @property
@@ -99,7 +100,7 @@ class Program:
     return "\n".join(lines) + "\n"
 
   @classmethod
-  def from_text(cls, text: str) -> "Program":
+  def from_text(cls, text: str) -> Program:
     """Parses the readable form; raises `ProgramSyntaxError` naming the offending line."""
     return parse_program(text)
 
@@ -112,7 +113,8 @@ class Program:
           if not 0 <= address < limits[kind]:
             raise ValueError(
                 f"{name} instruction {position} `{inst.to_text()}` uses {kind}{address}, but "
-                f"memory has only {limits[kind]} {_KIND_WORDS[kind]} (addresses 0..{limits[kind] - 1})")
+                f"memory has only {limits[kind]} {_KIND_WORDS[kind]} "
+                f"(addresses 0..{limits[kind] - 1})")
 
 
 _KIND_WORDS = {ops.SCALAR: "scalars", ops.VECTOR: "vectors", ops.MATRIX: "matrices"}
@@ -227,7 +229,8 @@ class PackedPopulation(NamedTuple):
     return self.setup.op.shape[0]
 
 
-def pack_component(instruction_lists: Sequence[Sequence[Instruction]], width: int) -> PackedComponent:
+def pack_component(instruction_lists: Sequence[Sequence[Instruction]],
+                   width: int) -> PackedComponent:
   """Packs instruction lists into [P, width] arrays, padding with NO_OP."""
   count = len(instruction_lists)
   table = np.zeros((count, width, 8), dtype=np.float64)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class Task:
   @classmethod
   def from_arrays(cls, x_train, y_train, x_valid, y_valid, *, eval_type: str = "rms",
                   num_epochs: int = 1, shuffle_seed: int = 0, orders=None,
-                  name: str = "") -> "Task":
+                  name: str = "") -> Task:
     """Builds a task from arrays; epochs after the first visit the examples reshuffled."""
     x_train = np.asarray(x_train, dtype=np.float64)
     y_train = np.asarray(y_train, dtype=np.float64)
