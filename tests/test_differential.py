@@ -1,0 +1,113 @@
+"""Differential test: the batched JAX evaluator against the NumPy interpreter on random programs.
+
+2,304 random programs over all deterministic ops and over the op subsets of the shipped configs,
+F in {4, 8, 16}, regression and accuracy tasks, 1 and 2 epochs, ragged example counts, float64 and
+float32. Random-draw ops are left out of the exact comparison (uniform-set ops appear with
+low >= high, which is deterministic); `test_ops.py` checks their distributions.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from azero_jax import ops
+from azero_jax import evaluator as ev
+from azero_jax.interpreter import run
+from azero_jax.program import Instruction, Program
+from azero_jax.search.generator import LINEAR
+from azero_jax.search.randomizer import Memory, random_instruction
+from azero_jax.tasks.task import Task
+
+MEMORY = (8, 8, 3)
+PROGRAMS_PER_GROUP = 384
+DETERMINISTIC = tuple(range(0, 62))  # 59-61 are made deterministic (low >= high) below
+SUBSETS = {
+    "all": (DETERMINISTIC,) * 3,
+    "demo": ((56, 27, 2, 3, 18, 23),) * 3,
+    "baseline": ((56, 59, 60, 61), (1, 31, 48, 27, 23), (1, 2, 3, 18, 23, 16, 25, 28, 39)),
+    "integration_linear": ((56,), (27,), (2, 3, 18, 23)),
+}
+STD_OPS = {53, 54, 55}
+OP_SETS = tuple(ev.normalize_op_set(set().union(*(s[i] for s in SUBSETS.values())))
+                for i in range(3))
+
+
+def _deterministic(inst: Instruction) -> Instruction:
+  """Uniform-set ops with low >= high always write low."""
+  if ops.OPS[inst.op].data is ops.Data.UNIFORM and inst.f0 < inst.f1:
+    return inst._replace(f0=inst.f1, f1=inst.f0)
+  return inst
+
+
+def random_program(rng: np.random.Generator) -> Program:
+  if rng.random() < 0.05:  # SGD linear regression with a random learning rate: good fitness
+    rate = Instruction(56, out=2, activation=float(rng.uniform(0.01, 0.3)))
+    return LINEAR.replace(setup=(rate,))
+  subset = SUBSETS[list(SUBSETS)[rng.integers(len(SUBSETS))]]
+  memory = Memory(*MEMORY)
+  parts = []
+  for op_list in subset:
+    size = int(rng.integers(0, 9))
+    parts.append([_deterministic(random_instruction(int(rng.choice(op_list)), memory, rng))
+                  for _ in range(size)])
+  writes_scalar = [i for i in subset[1] if ops.OPS[i].output == ops.SCALAR]
+  if writes_scalar and rng.random() < 0.7:  # route something into the prediction
+    inst = random_instruction(int(rng.choice(writes_scalar)), memory, rng)
+    parts[1].append(_deterministic(inst._replace(out=1)))
+  return Program(*parts)
+
+
+def random_task(rng: np.random.Generator, features: int, eval_type: str) -> Task:
+  n_train, n_valid = int(rng.integers(12, 25)), int(rng.integers(6, 13))
+  x = rng.standard_normal((n_train + n_valid, features))
+  w = rng.standard_normal(features)
+  y = x @ w / np.sqrt(features)
+  if eval_type == "accuracy":
+    y = (y > 0).astype(np.float64)
+  return Task.from_arrays(x[:n_train], y[:n_train], x[n_train:], y[n_train:], eval_type=eval_type,
+                          num_epochs=int(rng.integers(1, 3)), shuffle_seed=int(rng.integers(99)))
+
+
+@pytest.fixture(scope="module", params=[(4, "rms"), (8, "rms"), (16, "rms"), (4, "accuracy"),
+                                        (8, "accuracy"), (16, "accuracy")],
+                ids=lambda p: f"F{p[0]}-{p[1]}")
+def case(request):
+  features, eval_type = request.param
+  rng = np.random.default_rng(features * 10 + len(eval_type))
+  programs = [random_program(rng) for _ in range(PROGRAMS_PER_GROUP)]
+  tasks = [random_task(rng, features, eval_type) for _ in range(PROGRAMS_PER_GROUP)]
+  return programs, tasks, eval_type
+
+
+def _batched(programs, tasks, eval_type, dtype):
+  packed = ev.pack_population(programs, widths=(16, 16, 16), population_bucket=len(programs))
+  batch = ev.stack_tasks(tasks, num_train=32, num_valid=16, num_epochs=2)
+  config = ev.Config(*MEMORY, OP_SETS, eval_type=eval_type, dtype=dtype, ragged=True)
+  result = ev.run_packed(config, packed, batch, jax.random.key(0), paired=True)
+  return np.asarray(result.fitness, np.float64), np.asarray(result.train_steps)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [("float64", 1e-6), ("float32", 1e-3)])
+def test_batched_evaluator_matches_interpreter(case, dtype, tolerance):
+  programs, tasks, eval_type = case
+  fitness, steps = _batched(programs, tasks, eval_type, dtype)
+  expected = [run(p, t, num_scalars=MEMORY[0], num_vectors=MEMORY[1], num_matrices=MEMORY[2],
+                  dtype=np.dtype(dtype)) for p, t in zip(programs, tasks)]
+  expected_fitness = np.array([r.fitness for r in expected])
+  expected_steps = np.array([r.train_steps for r in expected])
+  mismatched = np.flatnonzero((np.abs(fitness - expected_fitness) > tolerance)
+                              | (steps != expected_steps))
+  if dtype == "float32":
+    # std computes E[x^2] - mean^2 without a clamp: for a constant operand the result is a
+    # rounding-order-dependent tiny number whose sign decides NaN (REFERENCE.md Appendix B). In
+    # float32 that happens for a few programs; tolerate it only for programs using a std op.
+    explained = [i for i in mismatched if programs[i].ops_used() & STD_OPS]
+    assert len(explained) <= len(programs) // 100
+    mismatched = np.setdiff1d(mismatched, explained)
+  details = [(i, fitness[i], expected_fitness[i], steps[i], expected_steps[i],
+              programs[i].to_text()) for i in mismatched[:3]]
+  assert not len(mismatched), f"{len(mismatched)} mismatches, first: {details}"
+  # The comparison is not vacuous: fitness spans aborts, poor and good programs.
+  full_steps = np.array([t.num_train_examples * t.num_epochs for t in tasks])
+  assert (expected_steps < full_steps).sum() > 2 and (expected_fitness > 0.5).sum() > 5
+  assert len(np.unique(np.round(expected_fitness, 6))) > (50 if eval_type == "rms" else 10)
