@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from azero_jax import ops
 from azero_jax import evaluator as ev
+from azero_jax import ops
 from azero_jax.interpreter import run
 from azero_jax.program import Instruction, Program
 from azero_jax.search.generator import LINEAR

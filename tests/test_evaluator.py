@@ -10,7 +10,8 @@ from azero_jax.search.generator import LINEAR
 from azero_jax.tasks.synthetic import linear_task
 
 DEMO_MEMORY = dict(num_scalars=4, num_vectors=3, num_matrices=1)
-NO_OP = Program.from_text("def Setup():\n  NoOp()\ndef Predict():\n  NoOp()\ndef Learn():\n  NoOp()\n")
+NO_OP = Program.from_text(
+    "def Setup():\n  NoOp()\ndef Predict():\n  NoOp()\ndef Learn():\n  NoOp()\n")
 
 
 def test_linear_program_solves_linear_tasks():
