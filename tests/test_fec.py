@@ -1,9 +1,9 @@
-"""The FEC cache and fingerprint hashes (REFERENCE.md §6)."""
+"""The FEC cache and fingerprint keys (REFERENCE.md §6)."""
 
 import numpy as np
 import pytest
 
-from azero_jax.search.fec import FecCache, fingerprint_hash
+from azero_jax.search.fec import FecCache, fingerprint_keys
 
 TRAIN = [0.5, 0.25, 1.0 / 3.0]
 VALID = [0.125, 2.0]
@@ -71,27 +71,49 @@ def test_cache_validation():
     FecCache(forget_every=-1)
 
 
-def test_hash_is_deterministic_64_bit_and_array_agnostic():
-  key = fingerprint_hash(TRAIN, VALID, 3, 100)
-  assert isinstance(key, int) and 0 <= key < 2**64
-  assert key == fingerprint_hash(np.array(TRAIN), np.array(VALID), 3, 100)
-  assert key == fingerprint_hash(tuple(TRAIN), VALID, np.int64(3), 100)
+def key(train, valid, task_index, num_train_steps):
+  return fingerprint_keys([train], [valid], [task_index], [num_train_steps])[0]
 
 
-def test_hash_treats_signed_zeros_equal():
-  assert fingerprint_hash([0.0, 1.0], [-0.0], 0, 10) == fingerprint_hash([-0.0, 1.0], [0.0], 0, 10)
+def test_keys_are_deterministic_and_array_agnostic():
+  first = key(TRAIN, VALID, 3, 100)
+  assert isinstance(first, bytes)
+  assert first == key(np.array(TRAIN), np.array(VALID), 3, 100)
+  assert first == key(tuple(TRAIN), VALID, np.int64(3), 100)
 
 
-def test_hash_treats_nans_equal():
+def test_keys_are_vectorised_over_lanes():
+  keys = fingerprint_keys([TRAIN, TRAIN], [VALID, VALID], [3, 4], 100)
+  assert keys == [key(TRAIN, VALID, 3, 100), key(TRAIN, VALID, 4, 100)]
+
+
+def test_key_treats_signed_zeros_equal():
+  assert key([0.0, 1.0], [-0.0], 0, 10) == key([-0.0, 1.0], [0.0], 0, 10)
+
+
+def test_key_treats_nans_equal():
   other_nan = np.frombuffer(np.array([0x7FF8000000000001], dtype=np.uint64).tobytes(), np.float64)
-  assert fingerprint_hash([1.0], other_nan, 0, 10) == fingerprint_hash([1.0], [np.nan], 0, 10)
+  assert key([1.0], other_nan, 0, 10) == key([1.0], [np.nan], 0, 10)
 
 
-def test_hash_distinguishes_every_part():
-  key = fingerprint_hash(TRAIN, VALID, 3, 100)
-  assert key != fingerprint_hash(TRAIN, VALID, 4, 100)  # task index
-  assert key != fingerprint_hash(TRAIN, VALID, 3, 0)  # budget-rejected run
-  assert key != fingerprint_hash(TRAIN[:2], TRAIN[2:] + VALID, 3, 100)  # split point
-  assert key != fingerprint_hash(TRAIN, [], 3, 100)  # aborted run: no valid errors
+def test_key_distinguishes_every_part():
+  first = key(TRAIN, VALID, 3, 100)
+  assert first != key(TRAIN, VALID, 4, 100)  # task index
+  assert first != key(TRAIN, VALID, 3, 0)  # budget-rejected run
+  assert first != key(TRAIN[:2], TRAIN[2:] + VALID, 3, 100)  # split point
+  assert first != key(TRAIN, [np.nan, np.nan], 3, 100)  # aborted run: no valid errors
   nudged = [TRAIN[0], np.nextafter(TRAIN[1], 1.0), TRAIN[2]]
-  assert key != fingerprint_hash(nudged, VALID, 3, 100)  # exact bits, no rounding
+  assert first != key(nudged, VALID, 3, 100)  # exact bits, no rounding
+
+
+def test_update_keeps_count_and_position():
+  cache = FecCache(cache_size=2, forget_every=3)
+  cache.insert(1, None)
+  cache.insert(2, 0.2)
+  assert cache.lookup(1) is None and cache.hits == 1  # a hit on the placeholder
+  cache.update(1, 0.5)
+  cache.update(9, 0.9)  # absent: nothing happens
+  assert 9 not in cache
+  cache.insert(3, 0.3)  # evicts 2, the least recently used
+  assert 2 not in cache
+  assert cache.lookup(1) == 0.5 and 1 not in cache  # the third count forgets it

@@ -19,56 +19,85 @@ from __future__ import annotations
 from azero_jax import ops
 from azero_jax.program import COMPONENTS, Instruction, Program
 
-Register = tuple[str, int]
-HARNESS_WRITES: frozenset[Register] = frozenset({(ops.SCALAR, 0), (ops.VECTOR, 0)})
-PREDICTION: Register = (ops.SCALAR, 1)
-# Data classes of the ops that write only part of their output register.
-_PARTIAL_WRITES = (ops.Data.VECTOR_CONST, ops.Data.MATRIX_CONST)
+# Registers are bits of an int: scalar a is bit a, vector a bit 64 + a, matrix a bit 128 + a.
+_OFFSET = {ops.SCALAR: 0, ops.VECTOR: 64, ops.MATRIX: 128}
+HARNESS_WRITES = (1 << _OFFSET[ops.SCALAR]) | (1 << _OFFSET[ops.VECTOR])  # s0, v0
+PREDICTION = 1 << (_OFFSET[ops.SCALAR] + 1)  # s1
+# Per op: (output offset or None, input offsets, whether it writes only part of its output).
+_OP_REGISTERS = tuple(
+    (None if op.output is None else _OFFSET[op.output], tuple(_OFFSET[k] for k in op.inputs),
+     op.data in (ops.Data.VECTOR_CONST, ops.Data.MATRIX_CONST))
+    for op in ops.OPS)
 
 
-def _reads(inst: Instruction) -> set[Register]:
-  spec = inst.spec
-  reads = set(zip(spec.inputs, (inst.in1, inst.in2), strict=False))
-  if spec.data in _PARTIAL_WRITES:
-    reads.add((spec.output, inst.out))
-  return reads
+_MASK_CACHE: dict[Instruction, tuple[int, int]] = {}
+_MASK_CACHE_SIZE = 1 << 16
 
 
-def _backward(instructions, live_out: frozenset[Register]):
-  """Liveness through one function: (live-in set, positions of live instructions)."""
-  live = set(live_out)
-  positions = set()
-  for position in range(len(instructions) - 1, -1, -1):
-    inst = instructions[position]
-    output = inst.spec.output
-    if output is None or (output, inst.out) not in live:
-      continue
-    positions.add(position)
-    live.discard((output, inst.out))
-    live |= _reads(inst)
-  return frozenset(live), frozenset(positions)
+def _masks(inst: Instruction) -> tuple[int, int]:
+  """(bit written, bits read) of an instruction, memoised (instructions recur across children)."""
+  masks = _MASK_CACHE.get(inst)
+  if masks is None:
+    if len(_MASK_CACHE) >= _MASK_CACHE_SIZE:
+      _MASK_CACHE.clear()
+    masks = _MASK_CACHE[inst] = _compute_masks(inst)
+  return masks
+
+
+def _compute_masks(inst: Instruction) -> tuple[int, int]:
+  """(bit written, bits read); (0, 0) for NO_OP. A vector or matrix const-set writes one element
+  and keeps the rest, so it also reads its output."""
+  output, inputs, partial = _OP_REGISTERS[inst.op]
+  if output is None:
+    return 0, 0
+  written = 1 << (output + inst.out)
+  read = 0
+  for offset, address in zip(inputs, (inst.in1, inst.in2)):
+    read |= 1 << (offset + address)
+  return written, read | (written if partial else 0)
+
+
+def _backward(masks: list[tuple[int, int]], live: int) -> int:
+  """The registers live at the start of a function, given those live at its end."""
+  for written, read in reversed(masks):
+    if written & live:
+      live = (live & ~written) | read
+  return live
+
+
+def _live(masks: list[tuple[int, int]], live: int) -> frozenset[int]:
+  """Positions of the instructions of a function whose results are live at its end."""
+  positions = []
+  for position in range(len(masks) - 1, -1, -1):
+    written, read = masks[position]
+    if written & live:
+      positions.append(position)
+      live = (live & ~written) | read
+  return frozenset(positions)
 
 
 def live_positions(program: Program) -> dict[str, frozenset[int]]:
   """Positions of the instructions whose results can reach the prediction, per function."""
-  predict_in = learn_in = frozenset()
+  setup, predict, learn = ([_masks(inst) for inst in program.component(name)]
+                           for name in COMPONENTS)
+  # Registers live at the start of Predict / Learn, iterated to the fixed point. The harness
+  # writes v0 and s0 before each, so those never carry over.
+  predict_in = learn_in = 0
   while True:
-    # Registers live at the start of Predict / Learn once the harness has written v0 and s0.
-    after_harness = (predict_in - HARNESS_WRITES, learn_in - HARNESS_WRITES)
-    predict_out = after_harness[0] | after_harness[1] | {PREDICTION}
-    new_predict_in, predict_live = _backward(program.predict, predict_out)
-    new_learn_in, learn_live = _backward(program.learn, after_harness[0])
-    if (new_predict_in, new_learn_in) == (predict_in, learn_in):
+    predict_out = ((predict_in | learn_in) & ~HARNESS_WRITES) | PREDICTION
+    learn_out = predict_in & ~HARNESS_WRITES
+    new = (_backward(predict, predict_out), _backward(learn, learn_out))
+    if new == (predict_in, learn_in):
       break
-    predict_in, learn_in = new_predict_in, new_learn_in
-  _, setup_live = _backward(program.setup, predict_in - HARNESS_WRITES)
-  return dict(zip(COMPONENTS, (setup_live, predict_live, learn_live), strict=True))
+    predict_in, learn_in = new
+  return {"setup": _live(setup, predict_in & ~HARNESS_WRITES),
+          "predict": _live(predict, predict_out), "learn": _live(learn, learn_out)}
 
 
 def strip_dead_code(program: Program) -> Program:
   """The program without dead instructions (NO_OPs included); fitness is unchanged."""
   live = live_positions(program)
-  return program.replace(**{
-      name: tuple(inst for position, inst in enumerate(program.component(name))
-                  if position in live[name])
-      for name in COMPONENTS})
+  kept = {name: tuple(inst for position, inst in enumerate(program.component(name))
+                      if position in live[name])
+          for name in COMPONENTS}
+  return Program(**kept)

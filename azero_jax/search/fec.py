@@ -1,17 +1,17 @@
-"""Functional equivalence checking (REFERENCE.md §6): fingerprint hashes and the LRU fitness cache.
+"""Functional equivalence checking (REFERENCE.md §6): fingerprint keys and the LRU fitness cache.
 
 The fingerprint of a program on a task is its errors on a short run (10 train, 10 valid examples),
-the task index and the number of train examples of the full run. We hash the exact float64 bytes
-(what the original code does, not the paper's truncation) with BLAKE2b cut to 64 bits: -0.0 is
-folded into +0.0 and every NaN into one NaN, and the two list lengths are hashed too, so a short
-train list followed by valid errors cannot collide with a longer train list.
+the task index and the number of train examples of the full run. The original hashes the exact
+float64 errors to 64 bits; we key the cache by those exact bytes themselves (no truncation, as the
+original code and unlike the paper, and no hash collisions). -0.0 is folded into +0.0 and every
+NaN into one NaN. Errors after an abort are NaN, so a fixed-length row carries the same information
+as the original's truncated lists.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
-from collections.abc import Sequence
+from collections.abc import Hashable
 
 import numpy as np
 
@@ -19,25 +19,25 @@ DEFAULT_CACHE_SIZE = 100_000
 DEFAULT_FORGET_EVERY = 100
 
 
-def _canonical(errors: Sequence[float] | np.ndarray) -> bytes:
-  values = np.asarray(errors, dtype=np.float64) + 0.0  # -0.0 + 0.0 == +0.0
-  return np.where(np.isnan(values), np.nan, values).tobytes()
+def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) -> list[bytes]:
+  """One cache key per lane: errors [n, a] and [n, b], task index [n] and full-run N [n].
 
-
-def fingerprint_hash(train_errors: Sequence[float] | np.ndarray,
-                     valid_errors: Sequence[float] | np.ndarray, task_index: int,
-                     num_train_steps: int) -> int:
-  """64-bit hash (an unsigned int) of a fingerprint run's errors, the task and the full-run N."""
-  header = np.array([len(train_errors), len(valid_errors), task_index, num_train_steps],
-                    dtype=np.int64)
-  digest = hashlib.blake2b(header.tobytes(), digest_size=8)
-  digest.update(_canonical(train_errors))
-  digest.update(_canonical(valid_errors))
-  return int.from_bytes(digest.digest(), "little")
+  A key is the bytes of the row (a, b, task index, N, train errors, valid errors) as 64-bit words.
+  """
+  train = np.asarray(train_errors, dtype=np.float64)
+  valid = np.asarray(valid_errors, dtype=np.float64)
+  count = train.shape[0]
+  header = np.stack([np.full(count, train.shape[1]), np.full(count, valid.shape[1]),
+                     np.broadcast_to(task_index, count), np.broadcast_to(num_train_steps, count)],
+                    axis=1).astype(np.int64)
+  errors = np.concatenate([train, valid], axis=1) + 0.0  # -0.0 + 0.0 == +0.0
+  errors = np.where(np.isnan(errors), np.nan, errors)
+  rows = np.ascontiguousarray(np.concatenate([header.view(np.float64), errors], axis=1))
+  return rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel().tolist()
 
 
 class FecCache:
-  """LRU map from fingerprint hash to per-task fitness, with forced forgetting.
+  """LRU map from fingerprint key to per-task fitness, with forced forgetting.
 
   An entry's count starts at 1 on insert and grows with each hit; once it reaches `forget_every`
   (0 = never) the entry is erased right after that hit. So an entry serves at most
@@ -54,16 +54,16 @@ class FecCache:
     self.forget_every = forget_every
     self.hits = 0
     self.misses = 0
-    # hash -> [fitness, count]; the last entry is the most recently used.
-    self._entries: collections.OrderedDict[int, list] = collections.OrderedDict()
+    # key -> [fitness, count]; the last entry is the most recently used.
+    self._entries: collections.OrderedDict[Hashable, list] = collections.OrderedDict()
 
   def __len__(self) -> int:
     return len(self._entries)
 
-  def __contains__(self, key: int) -> bool:
+  def __contains__(self, key: Hashable) -> bool:
     return key in self._entries
 
-  def lookup(self, key: int) -> float | None:
+  def lookup(self, key: Hashable):
     """The cached fitness (a hit: counted, moved to the front, maybe forgotten) or None."""
     entry = self._entries.get(key)
     if entry is None:
@@ -77,12 +77,21 @@ class FecCache:
       self._entries.move_to_end(key)
     return entry[0]
 
-  def insert(self, key: int, fitness: float) -> None:
+  def insert(self, key: Hashable, fitness) -> None:
     """Stores a fitness at the front with count 1 (replacing any entry), evicting the LRU ones."""
     self._entries[key] = [fitness, 1]
     self._entries.move_to_end(key)
     while len(self._entries) > self.cache_size:
       self._entries.popitem(last=False)
+
+  def update(self, key: Hashable, fitness) -> None:
+    """Sets the fitness of a present entry, keeping its count and position (absent: no-op).
+
+    A batch inserts a placeholder on a miss and fills in the fitness once evaluated.
+    """
+    entry = self._entries.get(key)
+    if entry is not None:
+      entry[0] = fitness
 
   @property
   def hit_rate(self) -> float:

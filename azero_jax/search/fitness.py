@@ -1,0 +1,268 @@
+"""Search fitness (REFERENCE.md §5.1, §6, §12): batches of programs on T_search, with FEC.
+
+For a batch of programs, in order:
+1. the train budget decides each task's N on the *unstripped* program (N or 0);
+2. dead code is stripped, so programs that differ only there share one fingerprint;
+3. with FEC: each stripped program is fingerprinted by a short run (the first 10 train and 10 valid
+   examples of every task, one fixed PRNG key), memoised per stripped program (the run is
+   deterministic, so a repeat would give the same errors and steps); then one LRU lookup per
+   (program, task) in batch order. A fingerprint that missed earlier in the same batch is a hit
+   and shares the fitness evaluated for it, as in the one-at-a-time original;
+4. the full evaluation runs only for programs with a missed task, packed into a smaller batch;
+5. per-task fitness is combined by mean (or the upper median).
+Train steps count as §4.6: every fingerprint step (memoised ones too), and full-run steps of the
+misses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from azero_jax import evaluator
+from azero_jax.program import COMPONENTS, Program
+from azero_jax.search.budget import TrainBudget
+from azero_jax.search.dead_code import strip_dead_code
+from azero_jax.search.fec import (
+  DEFAULT_CACHE_SIZE,
+  DEFAULT_FORGET_EVERY,
+  FecCache,
+  fingerprint_keys,
+)
+from azero_jax.search.randomizer import Memory
+from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
+
+FEC_SEED = 235732282  # the original reseeds its FEC RNG to this constant
+COMBINATIONS = ("mean", "median")
+_PENDING = object()  # cache placeholder for a fingerprint being evaluated in the current batch
+
+
+@dataclasses.dataclass(frozen=True)
+class FecSpec:
+  """FEC settings (REFERENCE.md §6.1)."""
+
+  num_train_examples: int = 10
+  num_valid_examples: int = 10
+  cache_size: int = DEFAULT_CACHE_SIZE
+  forget_every: int = DEFAULT_FORGET_EVERY
+
+
+class Evaluation(NamedTuple):
+  fitness: np.ndarray  # [n] combined over tasks
+  train_steps: int  # train steps the batch used (§4.6)
+
+
+def combine(per_task: np.ndarray, mode: str = "mean") -> np.ndarray:
+  """Combines [n, T] per-task fitness: mean, or the element at T // 2 after sorting (median)."""
+  if mode == "mean":
+    return per_task.mean(axis=1)
+  return np.sort(per_task, axis=1)[:, per_task.shape[1] // 2]
+
+
+def compact_bucket(count: int, largest: int, minimum: int = 16) -> int:
+  """The smallest of largest, largest / 4, largest / 16, ... (at least `minimum`) holding count.
+
+  Factors of 4 keep the number of compiled shapes small.
+  """
+  size = largest
+  while size // 4 >= max(count, minimum):
+    size //= 4
+  return size
+
+
+def fingerprint_task(task: Task, num_train: int, num_valid: int) -> Task:
+  """The task cut to its first train and valid examples, one epoch in stored order (§4.5)."""
+  train, valid = min(num_train, task.num_train_examples), min(num_valid, task.num_valid_examples)
+  return Task(task.x_train[:train], task.y_train[:train], task.x_valid[:valid],
+              task.y_valid[:valid], task.eval_type, np.arange(train, dtype=np.int32)[None])
+
+
+class _Group(NamedTuple):
+  """Tasks that share one compiled evaluator call (feature size, eval type)."""
+
+  indices: np.ndarray  # positions in T_search
+  config: evaluator.Config
+  tasks: TaskBatch
+  fingerprint_config: evaluator.Config | None
+  fingerprint_tasks: TaskBatch | None
+
+
+class SearchEvaluator:
+  """Fitness of batches of programs on T_search, with per-experiment FEC cache and step count.
+
+  `widths` (Setup, Predict, Learn) is the padded length of every packed program: the largest size
+  a program can reach. `batch_size` is the largest batch `evaluate` gets; it and the widths fix
+  the compiled shapes for the whole search.
+  """
+
+  def __init__(self, tasks: Sequence[Task], *, memory: Memory, op_lists, widths: Sequence[int],
+               batch_size: int, key, fec: FecSpec | None = None,
+               budget: TrainBudget | None = None, combination: str = "mean",
+               dtype: str = "float32", max_abs_error: float = 100.0):
+    if combination not in COMBINATIONS:
+      raise ValueError(f"combination must be one of {COMBINATIONS}, got {combination!r}")
+    self.tasks = list(tasks)
+    self.widths = tuple(int(w) for w in widths)
+    self.bucket = evaluator.bucket(batch_size, minimum=8)
+    self.fec = fec
+    self.budget = budget
+    self.combination = combination
+    self.cache = FecCache(fec.cache_size, fec.forget_every) if fec else None
+    self.num_train_steps = np.array([t.num_train_examples * t.num_epochs for t in self.tasks])
+    self.full_evaluations = 0  # programs run on the full tasks
+    self.fingerprint_runs = 0  # programs run on the fingerprint tasks
+    self._memo: dict = {}  # (stripped program, allowed tasks) -> (keys, fingerprint steps)
+    self._key = key
+    self._fec_key = jax.random.key(FEC_SEED)
+    self._calls = 0
+    op_sets = tuple(evaluator.normalize_op_set(ops_) for ops_ in op_lists)
+    config = lambda eval_type, ragged, record: evaluator.Config(
+        memory.num_scalars, memory.num_vectors, memory.num_matrices, op_sets, eval_type, dtype,
+        float(max_abs_error), record, ragged)
+    groups: dict[tuple, list[int]] = {}
+    for index, task in enumerate(self.tasks):
+      groups.setdefault(task.group_key, []).append(index)
+    self._groups = []
+    for (_, eval_type), indices in groups.items():
+      full = stack_tasks([self.tasks[i] for i in indices])
+      short = short_config = None
+      if fec:
+        short = stack_tasks([fingerprint_task(self.tasks[i], fec.num_train_examples,
+                                              fec.num_valid_examples) for i in indices])
+        short_config = config(eval_type, short.ragged, True)
+      self._groups.append(_Group(np.array(indices), config(eval_type, full.ragged, False), full,
+                                 short_config, short))
+
+  @property
+  def hit_rate(self) -> float:
+    """FEC hits / lookups in this experiment (0 without FEC)."""
+    return self.cache.hit_rate if self.cache else 0.0
+
+  def evaluate(self, programs: Sequence[Program]) -> Evaluation:
+    """Combined fitness of each program and the train steps used."""
+    if len(programs) > self.bucket:
+      raise ValueError(f"a batch of {len(programs)} programs exceeds batch_size {self.bucket}")
+    allowed = self._allowed(programs)
+    stripped = [strip_dead_code(p) for p in programs]
+    if self.cache is None:
+      run = np.ones(len(programs), dtype=bool)
+      per_task, steps = self._run(stripped, run, allowed)
+      return Evaluation(combine(per_task, self.combination), int(steps.sum()))
+    keys, fingerprint_steps = self._fingerprints(stripped, allowed)
+    per_task, missed, sources = self._lookup(keys)
+    full, full_steps = self._run(stripped, missed.any(axis=1), allowed)
+    per_task = np.where(missed, full, per_task)
+    for row, column in zip(*np.nonzero(missed)):
+      self.cache.update(keys[row][column], per_task[row, column])
+    pending = sources >= 0
+    per_task[pending] = per_task.ravel()[sources[pending]]
+    steps = fingerprint_steps.sum() + np.where(missed, full_steps, 0).sum()
+    return Evaluation(combine(per_task, self.combination), int(steps))
+
+  def _allowed(self, programs: Sequence[Program]) -> np.ndarray:
+    """[n, T]: whether the budget lets each program train on each task (decided unstripped)."""
+    if self.budget is None:
+      return np.ones((len(programs), len(self.tasks)), dtype=bool)
+    distinct = np.unique(self.num_train_steps)
+    within = np.array([[self.budget.within(p, int(n)) for n in distinct] for p in programs])
+    return within[:, np.searchsorted(distinct, self.num_train_steps)]
+
+  def _fingerprints(self, stripped: list[Program], allowed: np.ndarray):
+    """Cache keys ([n] lists of T keys) and fingerprint steps [n, T], memoised per program."""
+    memo_keys = [(p, a.tobytes()) for p, a in zip(stripped, allowed)]
+    found = {k: self._memo[k] for k in memo_keys if k in self._memo}
+    todo: dict = {}  # memo key -> first row, for the programs never fingerprinted
+    for row, memo_key in enumerate(memo_keys):
+      if memo_key not in found:
+        todo.setdefault(memo_key, row)
+    if todo:
+      rows = np.array(list(todo.values()))
+      errors_train, errors_valid, steps = self._fingerprint_run([stripped[i] for i in rows])
+      num_tasks = len(self.tasks)
+      keys = fingerprint_keys(
+          errors_train.reshape(rows.size * num_tasks, -1),
+          errors_valid.reshape(rows.size * num_tasks, -1),
+          np.tile(np.arange(num_tasks), rows.size),
+          np.where(allowed[rows], self.num_train_steps, 0).ravel())
+      for position, memo_key in enumerate(todo):
+        found[memo_key] = (keys[position * num_tasks:(position + 1) * num_tasks], steps[position])
+        self._remember(memo_key, found[memo_key])
+    return [found[k][0] for k in memo_keys], np.array([found[k][1] for k in memo_keys])
+
+  def _remember(self, memo_key, value) -> None:
+    self._memo[memo_key] = value
+    if len(self._memo) > self.fec.cache_size:
+      del self._memo[next(iter(self._memo))]
+
+  def _fingerprint_run(self, programs: list[Program]):
+    """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs."""
+    self.fingerprint_runs += len(programs)
+    packed = evaluator.pack_population(programs, self.widths, self.bucket)
+    results = [(group, evaluator.run_packed(group.fingerprint_config, packed,
+                                            group.fingerprint_tasks, self._fec_key))
+               for group in self._groups]
+    count = len(programs)
+    width = lambda name: max(getattr(r, name).shape[-1] for _, r in results)
+    train = np.full((count, len(self.tasks), width("train_errors")), np.nan)
+    valid = np.full((count, len(self.tasks), width("valid_errors")), np.nan)
+    steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
+    for group, result in results:
+      errors = np.asarray(result.train_errors)[:count]
+      train[:, group.indices, :errors.shape[-1]] = errors
+      errors = np.asarray(result.valid_errors)[:count]
+      valid[:, group.indices, :errors.shape[-1]] = errors
+      steps[:, group.indices] = np.asarray(result.train_steps)[:count]
+    return train, valid, steps
+
+  def _lookup(self, keys: list[list[bytes]]):
+    """One cache lookup per (program, task) in batch order.
+
+    Returns cached fitness [n, T], the misses [n, T] (inserted as placeholders) and, for hits on a
+    placeholder, the flat index of the lane that missed it (else -1).
+    """
+    count, num_tasks = len(keys), len(self.tasks)
+    per_task = np.zeros((count, num_tasks))
+    missed = np.zeros((count, num_tasks), dtype=bool)
+    sources = np.full((count, num_tasks), -1)
+    first_miss: dict[bytes, int] = {}
+    for row, row_keys in enumerate(keys):
+      for column, key in enumerate(row_keys):
+        value = self.cache.lookup(key)
+        if value is None:
+          missed[row, column] = True
+          first_miss[key] = row * num_tasks + column
+          self.cache.insert(key, _PENDING)
+        elif value is _PENDING:
+          sources[row, column] = first_miss[key]
+        else:
+          per_task[row, column] = value
+    return per_task, missed, sources
+
+  def _run(self, stripped: list[Program], run: np.ndarray, allowed: np.ndarray):
+    """Full-run fitness and train steps [n, T] for the rows in `run` (0 elsewhere / not allowed)."""
+    count = len(stripped)
+    fitness = np.zeros((count, len(self.tasks)))
+    steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
+    rows = np.nonzero(run & allowed.any(axis=1))[0]
+    if rows.size:
+      self.full_evaluations += rows.size
+      packed = evaluator.pack_population([stripped[i] for i in rows], self.widths,
+                                         compact_bucket(rows.size, self.bucket))
+      key = jax.random.fold_in(self._key, self._calls)
+      self._calls += 1
+      for group in self._groups:
+        result = evaluator.run_packed(group.config, packed, group.tasks, key)
+        columns = np.ix_(rows, group.indices)
+        fitness[columns] = np.asarray(result.fitness, dtype=np.float64)[:rows.size]
+        steps[columns] = np.asarray(result.train_steps)[:rows.size]
+    return np.where(allowed, fitness, 0.0), np.where(allowed, steps, 0)
+
+
+def search_widths(init_program: Program, max_sizes: Sequence[int]) -> tuple[int, ...]:
+  """Largest reachable size per function: the initial program or max - 1 (insert's bound)."""
+  return tuple(max(len(init_program.component(name)), int(size) - 1, 0)
+               for name, size in zip(COMPONENTS, max_sizes))

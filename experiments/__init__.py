@@ -1,0 +1,1 @@
+"""absl entry points and flag files of the shipped experiment configurations."""

@@ -1,0 +1,159 @@
+"""Runs a search experiment (REFERENCE.md §8.5): `python -m experiments.run_search --flagfile=...`.
+
+The flags cover the original's SearchExperimentSpec and driver flags; the shipped configurations
+are flag files in experiments/configs/ (demo, integration tests, baseline, paper §4.1), e.g.
+
+  python -m experiments.run_search --flagfile=experiments/configs/demo.flags --random_seed=1
+
+Flags given after a --flagfile override it. Every flag is checked before anything runs; a bad one
+stops the run with one message and exit status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from azero_jax.ops import parse_op_list
+from azero_jax.search.driver import STRATEGIES, SearchConfig, run
+from azero_jax.search.fitness import COMBINATIONS, FecSpec
+from azero_jax.search.generator import InitModel
+from azero_jax.search.mutator import parse_mutation_types
+from azero_jax.search.randomizer import Memory
+from azero_jax.tasks.datasets import DatasetError
+from azero_jax.tasks.spec import define_task_flags, spec_from_flags
+
+COMPONENT_NAMES = ("setup", "predict", "learn")
+TASK_PREFIXES = ("search_", "select_", "final_")
+DEFAULT_MUTATIONS = ["ALTER_PARAM", "RANDOMIZE_INSTRUCTION", "RANDOMIZE_COMPONENT_FUNCTION"]
+
+
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines every flag of the launcher on `fv`."""
+  kw = {"flag_values": fv}
+  flags.DEFINE_integer("num_scalars", 4, "Scalar addresses (s0 = label, s1 = prediction).", **kw)
+  flags.DEFINE_integer("num_vectors", 3, "Vector addresses (v0 = features).", **kw)
+  flags.DEFINE_integer("num_matrices", 1, "Matrix addresses.", **kw)
+  for name in COMPONENT_NAMES:
+    flags.DEFINE_string(f"{name}_ops", "", f"Ops allowed in {name.capitalize()}: comma-separated "
+                        "ids or names (e.g. 56,VECTOR_SUM); empty = never mutated.", **kw)
+    flags.DEFINE_integer(f"{name}_size_init", 0, f"Initial size of {name.capitalize()}.", **kw)
+    flags.DEFINE_integer(f"{name}_size_min", 0, f"Smallest size REMOVE_INSTRUCTION leaves in "
+                         f"{name.capitalize()}.", **kw)
+    flags.DEFINE_integer(f"{name}_size_max", 0, f"INSERT_INSTRUCTION keeps {name.capitalize()} "
+                         "below this size (exclusive, as the original).", **kw)
+  flags.DEFINE_string("initial_population", "NO_OP", "Initial model: NO_OP, RANDOM, LINEAR, "
+                      "NEURAL_NET or INTEGRATION_TEST_DAMAGED_NEURAL_NET.", **kw)
+  flags.DEFINE_list("mutation_types", DEFAULT_MUTATIONS, "Allowed mutation types (names or ids "
+                    "0-7); a repeated entry weighs more.", **kw)
+  flags.DEFINE_float("mutate_prob", 0.9, "Probability that a child is mutated.", **kw)
+  flags.DEFINE_bool("paper_mutations", False, "The paper's mutation variant: constants scaled "
+                    "by U[0.5, 2], removal twice as likely.", **kw)
+  flags.DEFINE_integer("population_size", 1000, "Population size P.", **kw)
+  flags.DEFINE_integer("tournament_size", 10, "Tournament size T.", **kw)
+  flags.DEFINE_integer("batch_size", 100, "Children evaluated together (1 = the original's "
+                       "one-at-a-time loop); at most population_size.", **kw)
+  flags.DEFINE_integer("progress_every", 10000, "Print progress every this many individuals.",
+                       **kw)
+  flags.DEFINE_integer("max_train_steps", 80_000_000_000, "Train-step budget per experiment.",
+                       **kw)
+  flags.DEFINE_bool("fec", False, "Functional equivalence checking cache.", **kw)
+  flags.DEFINE_integer("fec_num_train_examples", 10, "FEC fingerprint train examples.", **kw)
+  flags.DEFINE_integer("fec_num_valid_examples", 10, "FEC fingerprint valid examples.", **kw)
+  flags.DEFINE_integer("fec_cache_size", 100_000, "FEC LRU cache size.", **kw)
+  flags.DEFINE_integer("fec_forget_every", 100, "Re-evaluate after this many cache counts "
+                       "(0 = never).", **kw)
+  flags.DEFINE_string("train_budget", "", "Train budget baseline model (e.g. NEURAL_NET); empty "
+                      "= no budget.", **kw)
+  flags.DEFINE_float("train_budget_threshold_factor", 2.0, "Budget threshold factor.", **kw)
+  flags.DEFINE_enum("fitness_combination", "mean", COMBINATIONS, "Combination over T_search.",
+                    **kw)
+  for prefix in TASK_PREFIXES:
+    define_task_flags(prefix, fv)
+  flags.DEFINE_string("dataset_dir", None, "CIFAR-10 folder: binary_digits tasks become "
+                      "binary_cifar10 tasks read from it.", **kw)
+  flags.DEFINE_integer("max_experiments", 1, "Number of experiments (0 = unlimited).", **kw)
+  flags.DEFINE_integer("random_seed", 0, "Random seed (0 = from the clock).", **kw)
+  flags.DEFINE_bool("randomize_task_seeds", False, "New T_search / T_select seeds per "
+                    "experiment.", **kw)
+  flags.DEFINE_float("sufficient_fitness", None, "Stop once the best select fitness exceeds "
+                     "this.", **kw)
+  flags.DEFINE_enum("strategy", "evolution", STRATEGIES, "Search strategy.", **kw)
+  flags.DEFINE_float("success_fitness", 0.9999, "Random search counts the programs whose search "
+                     "fitness exceeds this.", **kw)
+  flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Evaluator precision.", **kw)
+  flags.DEFINE_float("max_abs_error", 100.0, "Training stops when |error| exceeds this.", **kw)
+
+
+def _task_spec(prefix: str, fv: flags.FlagValues):
+  spec = spec_from_flags(prefix, fv)
+  if fv.dataset_dir and spec.family == "binary_digits":
+    spec = spec.replace(family="binary_cifar10", dataset_dir=fv.dataset_dir)
+  return spec
+
+
+def _sizes(fv: flags.FlagValues, kind: str) -> tuple[int, int, int]:
+  return tuple(fv[f"{name}_size_{kind}"].value for name in COMPONENT_NAMES)
+
+
+def _named(flag: str, parse, value):
+  """Parses one flag value, naming the flag in the error."""
+  try:
+    return parse(value)
+  except ValueError as error:
+    raise ValueError(f"--{flag}: {error}") from None
+
+
+def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
+  """The SearchConfig the flags describe; raises ValueError naming the first bad flag."""
+  op_lists = tuple(_named(f"{n}_ops", parse_op_list, fv[f"{n}_ops"].value)
+                   for n in COMPONENT_NAMES)
+  fec = None
+  if fv.fec:
+    fec = FecSpec(fv.fec_num_train_examples, fv.fec_num_valid_examples, fv.fec_cache_size,
+                  fv.fec_forget_every)
+  budget = (_named("train_budget", InitModel.parse, fv.train_budget)
+            if fv.train_budget else None)
+  tasks = [_named(f"{prefix}task", lambda p: _task_spec(p, fv), prefix)
+           for prefix in TASK_PREFIXES]
+  for name in ("num_scalars", "num_vectors", "num_matrices"):
+    if fv[name].value < 1:
+      raise ValueError(f"--{name} must be >= 1, got {fv[name].value}")
+  return SearchConfig(
+      search_tasks=tasks[0], select_tasks=tasks[1], final_tasks=tasks[2],
+      memory=Memory(fv.num_scalars, fv.num_vectors, fv.num_matrices), op_lists=op_lists,
+      init_model=_named("initial_population", InitModel.parse, fv.initial_population),
+      init_sizes=_sizes(fv, "init"), min_sizes=_sizes(fv, "min"), max_sizes=_sizes(fv, "max"),
+      mutation_types=_named("mutation_types", parse_mutation_types, fv.mutation_types),
+      mutate_prob=fv.mutate_prob, paper_mutations=fv.paper_mutations,
+      population_size=fv.population_size, tournament_size=fv.tournament_size,
+      batch_size=fv.batch_size, progress_every=fv.progress_every,
+      max_train_steps=fv.max_train_steps, fec=fec, train_budget=budget,
+      train_budget_threshold_factor=fv.train_budget_threshold_factor,
+      combination=fv.fitness_combination, max_experiments=fv.max_experiments,
+      random_seed=fv.random_seed, randomize_task_seeds=fv.randomize_task_seeds,
+      sufficient_fitness=fv.sufficient_fitness, strategy=fv.strategy,
+      success_fitness=fv.success_fitness, dtype=fv.dtype, max_abs_error=fv.max_abs_error)
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) > 1:
+    sys.stderr.write(f"run_search: unexpected arguments {argv[1:]} (flags start with --)\n")
+    return 1
+  try:
+    config = config_from_flags()
+  except ValueError as error:
+    sys.stderr.write(f"run_search: {error}\n")
+    return 1
+  try:
+    run(config)
+  except DatasetError as error:
+    sys.stderr.write(f"run_search: {error}\n")
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
