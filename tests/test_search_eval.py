@@ -1,0 +1,180 @@
+"""Search fitness: FEC in batches, dead-code sharing, train budget and step accounting."""
+
+import jax
+import numpy as np
+import pytest
+
+from azero_jax import evaluator
+from azero_jax.program import Program
+from azero_jax.search.budget import TrainBudget
+from azero_jax.search.fitness import (
+  FecSpec,
+  SearchEvaluator,
+  combine,
+  compact_bucket,
+  fingerprint_task,
+  search_widths,
+)
+from azero_jax.search.generator import LINEAR, InitModel, initial_program
+from azero_jax.search.mutator import MutationType, Mutator
+from azero_jax.search.randomizer import Memory, Randomizer
+from azero_jax.tasks.spec import TaskSpec
+
+OPS = (56, 27, 2, 3, 18, 23)  # the demo's ops
+MEMORY = Memory(4, 3, 1)
+SIZES = (10, 2, 8)
+TASKS = TaskSpec.parse("linear:features=4,num_tasks=4,num_train_examples=30,"
+                       "num_valid_examples=20").build()
+NUM_TASKS, NUM_TRAIN = 4, 30
+BATCH = 16
+FEC = FecSpec()
+
+
+def make(fec=FEC, **options):
+  return SearchEvaluator(TASKS, memory=MEMORY, op_lists=(OPS,) * 3, widths=SIZES,
+                         batch_size=BATCH, key=jax.random.key(0), fec=fec, **options)
+
+
+def program(setup="", predict="", learn=""):
+  body = lambda text: "".join(f"  {line.strip()}\n" for line in text.split(";") if line.strip())
+  return Program.from_text(f"def Setup():\n{body(setup)}def Predict():\n{body(predict)}"
+                           f"def Learn():\n{body(learn)}")
+
+
+def random_programs(count, seed):
+  """Random demo programs and chains of mutants of the padded linear model (varied fitness)."""
+  randomizer = Randomizer((OPS,) * 3, MEMORY)
+  mutator = Mutator(randomizer, (MutationType.ALTER_PARAM,), 1.0)
+  rng = np.random.default_rng(seed)
+  programs = [initial_program(InitModel.RANDOM, SIZES, randomizer, rng) for _ in range(count // 4)]
+  while len(programs) < count:
+    programs.append(mutator.mutate(programs[-1] if rng.random() < 0.5 else LINEAR, rng))
+  return programs
+
+
+def direct_fitness(programs):
+  per_task = evaluator.evaluate(programs, TASKS, num_scalars=4, num_vectors=3, num_matrices=1,
+                                op_sets=(OPS,) * 3)
+  return per_task.mean(axis=1)
+
+
+def test_without_fec_fitness_equals_the_evaluator_on_unstripped_programs():
+  programs = random_programs(BATCH, seed=0)
+  result = make(fec=None).evaluate(programs)
+  np.testing.assert_allclose(result.fitness, direct_fitness(programs), atol=1e-6)
+  assert len(set(np.round(result.fitness, 6))) > 5  # not vacuous
+
+
+def test_first_evaluation_costs_fingerprint_and_full_steps_then_hits_cost_fingerprints_only():
+  search = make()
+  first = search.evaluate([LINEAR])
+  assert first.train_steps == NUM_TASKS * (10 + NUM_TRAIN)
+  assert search.cache.misses == NUM_TASKS and search.cache.hits == 0
+  again = search.evaluate([LINEAR])
+  assert again.train_steps == NUM_TASKS * 10
+  assert search.cache.hits == NUM_TASKS and search.full_evaluations == 1
+  assert again.fitness[0] == first.fitness[0]
+  assert first.fitness[0] == pytest.approx(direct_fitness([LINEAR])[0], abs=1e-6)
+
+
+def test_programs_differing_only_in_dead_code_share_one_entry():
+  padded = initial_program(InitModel.LINEAR, SIZES)  # LINEAR plus NO_OPs
+  dead = LINEAR.replace(learn=LINEAR.learn + program(learn="s3 = s0 * s0").learn,
+                        predict=program(predict="s3 = dot(v0, v0)").predict + LINEAR.predict)
+  search = make()
+  result = search.evaluate([LINEAR, padded, dead])
+  assert search.full_evaluations == 1 and search.fingerprint_runs == 1
+  assert search.cache.hits == 2 * NUM_TASKS
+  assert len(set(result.fitness)) == 1
+  assert result.train_steps == 3 * NUM_TASKS * 10 + NUM_TASKS * NUM_TRAIN
+
+
+def test_duplicates_in_a_batch_are_evaluated_once_and_count_as_hits():
+  programs = random_programs(8, seed=1)
+  batch = programs + programs[:4]
+  search = make()
+  result = search.evaluate(batch)
+  np.testing.assert_array_equal(result.fitness[8:], result.fitness[:4])
+  assert search.fingerprint_runs <= 8 and search.full_evaluations <= 8
+  assert search.cache.hits >= 4 * NUM_TASKS
+
+
+def test_forget_every_forces_a_new_evaluation():
+  search = make(fec=FecSpec(forget_every=2))
+  result = search.evaluate([LINEAR, LINEAR, LINEAR])
+  # miss (count 1), hit (count 2: forgotten), miss again.
+  assert (search.cache.misses, search.cache.hits) == (2 * NUM_TASKS, NUM_TASKS)
+  assert search.full_evaluations == 2
+  assert result.train_steps == 3 * NUM_TASKS * 10 + 2 * NUM_TASKS * NUM_TRAIN
+  assert len(set(result.fitness)) == 1
+
+
+def test_fec_fitness_matches_the_full_evaluation_on_misses():
+  programs = random_programs(BATCH, seed=2)
+  search = make()
+  result = search.evaluate(programs)
+  direct = direct_fitness(programs)
+  # Lanes that missed are evaluated in full; hits reuse a fitness with the same fingerprint.
+  assert np.mean(np.abs(result.fitness - direct) < 1e-6) > 0.5
+  assert 0 < search.hit_rate < 1
+
+
+def test_budget_is_decided_on_the_unstripped_program():
+  # Six dead scalar products in Learn push the unstripped program's per-example cost past twice
+  # LINEAR's, although its stripped form is LINEAR itself.
+  budget = TrainBudget(LINEAR, threshold_factor=2.0)
+  heavy = LINEAR.replace(learn=LINEAR.learn + (program(learn="s3 = s3 * s3").learn[0],) * 6)
+  search = make(budget=budget)
+  result = search.evaluate([heavy, LINEAR])
+  assert result.fitness[0] == 0.0 and result.fitness[1] > 0.4
+  # Both are fingerprinted; the rejected one trains 0 steps in its full run (and hashes N = 0).
+  assert result.train_steps == 2 * NUM_TASKS * 10 + NUM_TASKS * NUM_TRAIN
+  assert search.cache.misses == 2 * NUM_TASKS
+
+
+def test_aborted_runs_count_the_failing_step():
+  # The prediction 1000 is off by more than 100 at the first step: both runs stop there.
+  diverging = program(setup="s1 = 1000")
+  for fec in (FEC, None):
+    result = make(fec=fec).evaluate([diverging])
+    assert result.fitness[0] == 0.0
+    assert result.train_steps == NUM_TASKS * (2 if fec else 1)
+
+
+def test_batches_larger_than_batch_size_are_refused():
+  with pytest.raises(ValueError, match="batch_size"):
+    make().evaluate([LINEAR] * (BATCH + 1))
+
+
+def test_combine_mean_and_upper_median():
+  per_task = np.array([[0.1, 0.9, 0.5, 0.3], [1.0, 0.0, 0.0, 0.0]])
+  np.testing.assert_allclose(combine(per_task, "mean"), [0.45, 0.25])
+  np.testing.assert_allclose(combine(per_task, "median"), [0.5, 0.0])
+  with pytest.raises(ValueError, match="combination"):
+    make(combination="max")
+
+
+def test_median_combination_in_the_evaluator():
+  result = make(combination="median").evaluate([LINEAR, Program()])
+  per_task = evaluator.evaluate([LINEAR, Program()], TASKS, num_scalars=4, num_vectors=3,
+                                num_matrices=1, op_sets=(OPS,) * 3)
+  np.testing.assert_allclose(result.fitness, np.sort(per_task, axis=1)[:, 2], atol=1e-6)
+
+
+def test_compact_buckets_are_powers_of_four_below_the_batch():
+  assert [compact_bucket(n, 1024) for n in (1, 16, 17, 64, 65, 300, 1024)] == [
+      16, 16, 64, 64, 256, 1024, 1024]
+  assert compact_bucket(3, 8) == 8
+
+
+def test_fingerprint_task_takes_the_first_examples_in_stored_order():
+  task = TASKS[0]
+  short = fingerprint_task(task, 10, 10)
+  np.testing.assert_array_equal(short.x_train, task.x_train[:10])
+  np.testing.assert_array_equal(short.y_valid, task.y_valid[:10])
+  assert short.num_epochs == 1 and list(short.orders[0]) == list(range(10))
+
+
+def test_search_widths_cover_the_initial_program_and_insertions():
+  assert search_widths(LINEAR, (0, 0, 0)) == (1, 1, 4)
+  assert search_widths(LINEAR, (7, 11, 23)) == (6, 10, 22)
