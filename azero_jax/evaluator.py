@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from azero_jax import ops
 from azero_jax.program import COMPONENTS, PackedComponent, PackedPopulation, Program, pack
@@ -256,14 +257,34 @@ def _device_tasks(tasks: TaskBatch, dtype) -> TaskBatch:
                      for name, value in zip(TaskBatch._fields, tasks)))
 
 
+@functools.cache
+def _shardings(num_devices: int):
+  """(split along the first axis, replicated) over all devices of the default backend."""
+  mesh = Mesh(np.array(jax.devices()[:num_devices]), ("lanes",))
+  return NamedSharding(mesh, PartitionSpec("lanes")), NamedSharding(mesh, PartitionSpec())
+
+
+def _place(packed: PackedPopulation, tasks: TaskBatch, paired: bool):
+  """Splits the population over the devices (every CPU core is one) when it divides evenly."""
+  num_devices = jax.device_count()
+  if num_devices < 2 or packed.size % num_devices:
+    return jax.tree.map(jnp.asarray, packed), tasks
+  split, replicated = _shardings(num_devices)
+  packed = jax.tree.map(lambda a: jax.device_put(a, split), packed)
+  tasks = jax.tree.map(lambda a: jax.device_put(a, split if paired else replicated), tasks)
+  return packed, tasks
+
+
 def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
                counts=None, paired: bool = False) -> LaneResult:
-  """Evaluates a packed population; device arrays [P, T] (or [P] when `paired`)."""
+  """Evaluates a packed population; device arrays [P, T] (or [P] when `paired`).
+
+  The population is split over all devices when its size is a multiple of the device count.
+  """
   if counts is None:
     counts = tuple(int(c.length.max(initial=0)) for c in packed)
-  device_programs = jax.tree.map(jnp.asarray, packed)
-  return _evaluate_batch(config, device_programs, jnp.asarray(counts, jnp.int32),
-                         _device_tasks(tasks, DTYPES[config.dtype]), key, paired)
+  programs, tasks = _place(packed, _device_tasks(tasks, DTYPES[config.dtype]), paired)
+  return _evaluate_batch(config, programs, jnp.asarray(counts, jnp.int32), tasks, key, paired)
 
 
 def pack_population(programs: Sequence[Program], widths=None,
