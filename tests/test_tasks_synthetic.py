@@ -4,21 +4,13 @@ import numpy as np
 import pytest
 
 from azero_jax.program import Program
+from azero_jax.search.generator import LINEAR
 from azero_jax.tasks import synthetic
 from azero_jax.tasks.spec import TaskSpec
 
 SEEDS = {"param_seed": 1001, "data_seed": 11001}
 
-LINEAR_PROGRAM = """def Setup():
-  s2 = 0.01
-def Predict():
-  s1 = dot(v1, v0)
-def Learn():
-  s3 = s0 - s1
-  s3 = s2 * s3
-  v2 = s3 * v0
-  v1 = v1 + v2
-"""
+LINEAR_PROGRAM = LINEAR.to_text()
 NO_OP_PROGRAM = "def Setup():\n  NoOp()\ndef Predict():\n  NoOp()\ndef Learn():\n  NoOp()\n"
 
 
