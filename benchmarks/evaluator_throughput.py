@@ -27,7 +27,7 @@ from azero_jax.tasks.synthetic import linear_task
 
 flags.DEFINE_list("populations", ["1", "32", "256", "1024", "4096"], "Population sizes.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions per row (the median is reported).")
-flags.DEFINE_float("baseline_scale", 0.1, "Fraction of the baseline's 8000+1000 examples used.")
+flags.DEFINE_float("baseline_scale", 0.02, "Fraction of the baseline's 8000+1000 examples used.")
 flags.DEFINE_list("configs", ["demo", "baseline"], "Which configs to run.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Evaluator dtype.")
 FLAGS = flags.FLAGS
