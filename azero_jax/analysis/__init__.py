@@ -1,0 +1,1 @@
+"""Analysis tools: evolution versus random search, hand-designed baselines, plots."""

@@ -1,0 +1,131 @@
+"""Evolution versus random search on one setting, over several seeds, with a table and plots.
+
+  python -m experiments.compare --flagfile=experiments/configs/demo.flags --seeds=5 \
+      --random_seed=1 --output_dir=results/demo
+
+Takes every flag of experiments.run_search (so its flag files work) plus the ones below. Both
+strategies get the same tasks, memory, op lists, sizes and evaluations per run; each (strategy,
+seed) is one experiment on T_search (no T_select stage: --max_experiments and
+--sufficient_fitness are ignored). A run succeeds when a program's search fitness exceeds
+--success_fitness. Writes results.json, results.md and the PNG plots to --output_dir, and prints
+progress lines with an ETA.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from absl import flags
+
+from azero_jax import cli, device
+from azero_jax.analysis import comparison as cmp
+from azero_jax.analysis import experiment, plots, report
+from azero_jax.analysis.references import REFERENCES, reference
+from azero_jax.tasks.collections import TaskCollections
+from azero_jax.tasks.datasets import DatasetError
+from experiments import run_search
+
+run_search.define_flags()
+flags.DEFINE_string("output_dir", None, "Folder for results.json, results.md and the plots.")
+flags.DEFINE_bool("overwrite", False, "Replace the results in a non-empty --output_dir.")
+flags.DEFINE_integer("seeds", 5, "Runs per strategy; seed i is --random_seed + i.", lower_bound=1)
+flags.DEFINE_integer("evaluations", 0, "Programs evaluated per run, for every strategy (0 = what "
+                     "--max_train_steps pays for without FEC).", lower_bound=0)
+flags.DEFINE_list("strategies", list(cmp.STRATEGIES), "Strategies to run.")
+flags.DEFINE_enum("reference", None, list(REFERENCES), "Hand-designed program evaluated beside "
+                  "the searches; with --learn_only, its Setup and Predict are kept fixed.")
+flags.DEFINE_bool("learn_only", False, "Search only Learn (setup_ops and predict_ops empty), "
+                  "with Setup and Predict fixed to --reference's forward pass (paper §4.1).")
+flags.DEFINE_bool("random_search_fec", False, "Give random search the FEC cache too (with "
+                  "--fec); off by default since random programs seldom repeat.")
+flags.DEFINE_bool("baselines", False, "Also train the optax baselines on the final tasks and "
+                  "report them beside the best evolved program.")
+flags.DEFINE_bool("plots", True, "Write fitness.png and success.png (needs matplotlib).")
+FLAGS = flags.FLAGS
+
+
+def seeds_from_flags() -> list[int]:
+  """--seeds consecutive seeds from --random_seed (0 = from the clock)."""
+  base = FLAGS.random_seed or int(time.time_ns() % (2**31 - 1 - FLAGS.seeds)) + 1
+  return [base + i for i in range(FLAGS.seeds)]
+
+
+def setting_from_flags() -> tuple[cmp.Comparison, TaskCollections, list[int]]:
+  """The comparison the flags describe; ValueError naming the first bad flag."""
+  for strategy in FLAGS.strategies:
+    if strategy not in cmp.STRATEGIES:
+      raise ValueError(f"--strategies: unknown {strategy!r}, expected some of "
+                       f"{', '.join(cmp.STRATEGIES)}")
+  config = run_search.config_from_flags()
+  program = reference(FLAGS.reference) if FLAGS.reference else None
+  collections = TaskCollections(config.search_tasks, config.select_tasks, config.final_tasks,
+                                config.randomize_task_seeds)
+  seeds = seeds_from_flags()
+  evaluations = FLAGS.evaluations or cmp.default_evaluations(
+      config, collections.search_tasks(seeds[0] if collections.randomize else None))
+  comparison = cmp.Comparison(
+      config, evaluations, FLAGS.success_fitness,
+      cmp.base_program(config, program, FLAGS.learn_only), FLAGS.learn_only, program,
+      FLAGS.random_search_fec)
+  return comparison, collections, seeds
+
+
+def group_label(setting: dict) -> str:
+  """The task family, marked when only Learn was searched."""
+  family = setting["search_tasks"].split(":")[0]
+  return f"{family}, learn only" if setting["learn_only"] else family
+
+
+def write_plots(results: dict, folder: Path) -> list[str]:
+  """fitness.png and success.png next to results.json; returns their names."""
+  histories: dict[str, list] = {}
+  for run in results["runs"]:
+    histories.setdefault(run["strategy"], []).append(run["history"])
+  setting = results["setting"]
+  plots.fitness_plot(histories, folder / "fitness.png", threshold=setting["threshold"],
+                     title=f"{group_label(setting)}: fitness over evaluations "
+                           f"({len(setting['seeds'])} seeds)")
+  plots.success_plot([(group_label(setting), results["strategies"])], folder / "success.png")
+  return ["fitness.png", "success.png"]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+  device_line = device.describe()
+  print(device_line, flush=True)
+  if not FLAGS.output_dir:
+    raise cli.flag_error("output_dir", "required: the folder for the results")
+  try:
+    comparison, collections, seeds = setting_from_flags()
+    folder = report.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite)
+    if FLAGS.plots:
+      plots.pyplot()
+  except (ValueError, DatasetError, plots.PlotsUnavailable) as error:
+    raise cli.UserError(str(error)) from None
+  print(f"compare: {', '.join(FLAGS.strategies)} on {collections.search.to_string()}, "
+        f"{comparison.evaluations} evaluations per run, seeds {seeds}", flush=True)
+  try:
+    results = experiment.run_comparison(
+        comparison, collections, seeds, FLAGS.strategies, reference_name=FLAGS.reference,
+        progress_every=FLAGS.progress_every, write=lambda line: print(line, flush=True))
+    if FLAGS.baselines:
+      from azero_jax.analysis import baselines
+
+      results["baselines"] = baselines.run_baselines(
+          collections.final_tasks(), collections.select_tasks(seeds[0]), tuned_on="T_select")
+  except DatasetError as error:
+    raise cli.UserError(str(error)) from None
+  results["device"] = device_line
+  results["command"] = sys.argv
+  names = write_plots(results, folder) if FLAGS.plots else []
+  report.write_atomic(folder / "results.json", report.to_json(results))
+  table = report.markdown(results, names)
+  report.write_atomic(folder / "results.md", table)
+  print(table)
+
+
+if __name__ == "__main__":
+  cli.run(main)
