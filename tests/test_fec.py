@@ -117,3 +117,17 @@ def test_update_keeps_count_and_position():
   cache.insert(3, 0.3)  # evicts 2, the least recently used
   assert 2 not in cache
   assert cache.lookup(1) == 0.5 and 1 not in cache  # the third count forgets it
+
+
+def test_lookup_batch_reserves_misses_for_later_duplicates():
+  cache = FecCache(forget_every=3)
+  cache.insert(1, 0.5)
+  assert cache.lookup_batch([2, 1, 2, 2, 1], "pending") == [None, 0.5, "pending", "pending", 0.5]
+  assert (cache.hits, cache.misses) == (4, 1)
+  assert 1 not in cache and 2 not in cache  # both reached the third count
+
+
+def test_lookup_batch_evicts_like_insert():
+  cache = FecCache(cache_size=2)
+  assert cache.lookup_batch([1, 2, 3], 0.0) == [None, None, None]
+  assert 1 not in cache and len(cache) == 2

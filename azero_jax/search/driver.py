@@ -155,6 +155,18 @@ def make_strategy(config: SearchConfig) -> RegularizedEvolution | RandomSearch:
                               config.tournament_size, config.batch_size)
 
 
+def search_evaluator(config: SearchConfig, tasks, key) -> SearchEvaluator:
+  """The fitness of one experiment on T_search: FEC cache, train budget, compiled shapes."""
+  budget = (TrainBudget.from_init_sizes(config.init_sizes, config.train_budget,
+                                        config.train_budget_threshold_factor)
+            if config.train_budget else None)
+  return SearchEvaluator(
+      tasks, memory=config.memory, op_lists=evaluator_op_sets(config),
+      widths=search_widths(initial(config), config.max_sizes), batch_size=config.batch_size,
+      key=key, fec=config.fec, budget=budget, combination=config.combination,
+      dtype=config.dtype, max_abs_error=config.max_abs_error)
+
+
 class ExperimentResult(NamedTuple):
   candidate: Program
   search_fitness: float
@@ -230,22 +242,13 @@ def run(config: SearchConfig, write: Callable[[str], None] = print) -> RunResult
                                 config.randomize_task_seeds)
   final_tasks = collections.final_tasks()  # built first: a data problem shows before the search
   strategy = make_strategy(config)
-  budget = (TrainBudget.from_init_sizes(config.init_sizes, config.train_budget,
-                                        config.train_budget_threshold_factor)
-            if config.train_budget else None)
-  widths = search_widths(initial(config), config.max_sizes)
-  op_sets = evaluator_op_sets(config)
   draw_seed = lambda: int(rng.integers(1, _SEED_RANGE))
   best: tuple[Program, float] | None = None
   experiments = []
   while True:
     experiment_start = time.monotonic()
     search_tasks = collections.search_tasks(draw_seed() if config.randomize_task_seeds else None)
-    fitness = SearchEvaluator(
-        search_tasks, memory=config.memory, op_lists=op_sets, widths=widths,
-        batch_size=config.batch_size, key=jax.random.key(draw_seed()), fec=config.fec,
-        budget=budget, combination=config.combination, dtype=config.dtype,
-        max_abs_error=config.max_abs_error)
+    fitness = search_evaluator(config, search_tasks, jax.random.key(draw_seed()))
     kind = "evolution" if config.strategy == "evolution" else "random search"
     write(f"Running {kind} experiment (on the T_search tasks)...")
     state, steps = run_experiment(strategy, fitness, rng, max_train_steps=config.max_train_steps,

@@ -77,6 +77,32 @@ class FecCache:
       self._entries.move_to_end(key)
     return entry[0]
 
+  def lookup_batch(self, keys, placeholder) -> list:
+    """`lookup` of each key in order; a miss gives None and inserts `placeholder` at once.
+
+    So a later equal key in the same batch hits, as it would in the one-at-a-time original once
+    the first was evaluated and inserted; `update` fills in the fitness afterwards.
+    """
+    entries, forget_every, size = self._entries, self.forget_every, self.cache_size
+    values = []
+    for key in keys:
+      entry = entries.get(key)
+      if entry is None:
+        self.misses += 1
+        entries[key] = [placeholder, 1]
+        if len(entries) > size:
+          entries.popitem(last=False)
+        values.append(None)
+        continue
+      self.hits += 1
+      entry[1] += 1
+      if forget_every and entry[1] >= forget_every:
+        del entries[key]
+      else:
+        entries.move_to_end(key)
+      values.append(entry[0])
+    return values
+
   def insert(self, key: Hashable, fitness) -> None:
     """Stores a fitness at the front with count 1 (replacing any entry), evicting the LRU ones."""
     self._entries[key] = [fitness, 1]

@@ -157,7 +157,7 @@ class SearchEvaluator:
     full, full_steps = self._run(stripped, missed.any(axis=1), allowed)
     per_task = np.where(missed, full, per_task)
     for row, column in zip(*np.nonzero(missed)):
-      self.cache.update(keys[row][column], per_task[row, column])
+      self.cache.update(keys[row][column], float(per_task[row, column]))
     pending = sources >= 0
     per_task[pending] = per_task.ravel()[sources[pending]]
     steps = fingerprint_steps.sum() + np.where(missed, full_steps, 0).sum()
@@ -201,7 +201,8 @@ class SearchEvaluator:
   def _fingerprint_run(self, programs: list[Program]):
     """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs."""
     self.fingerprint_runs += len(programs)
-    packed = evaluator.pack_population(programs, self.widths, self.bucket)
+    packed = evaluator.pack_population(programs, self.widths,
+                                       compact_bucket(len(programs), self.bucket))
     results = [(group, evaluator.run_packed(group.fingerprint_config, packed,
                                             group.fingerprint_tasks, self._fec_key))
                for group in self._groups]
@@ -225,22 +226,19 @@ class SearchEvaluator:
     placeholder, the flat index of the lane that missed it (else -1).
     """
     count, num_tasks = len(keys), len(self.tasks)
-    per_task = np.zeros((count, num_tasks))
-    missed = np.zeros((count, num_tasks), dtype=bool)
-    sources = np.full((count, num_tasks), -1)
+    flat = [key for row_keys in keys for key in row_keys]
+    values = self.cache.lookup_batch(flat, _PENDING)
+    missed = np.array([value is None for value in values]).reshape(count, num_tasks)
+    per_task = np.array([0.0 if value is None or value is _PENDING else value
+                         for value in values])
+    sources = np.full(len(flat), -1)
     first_miss: dict[bytes, int] = {}
-    for row, row_keys in enumerate(keys):
-      for column, key in enumerate(row_keys):
-        value = self.cache.lookup(key)
-        if value is None:
-          missed[row, column] = True
-          first_miss[key] = row * num_tasks + column
-          self.cache.insert(key, _PENDING)
-        elif value is _PENDING:
-          sources[row, column] = first_miss[key]
-        else:
-          per_task[row, column] = value
-    return per_task, missed, sources
+    for lane, (key, value) in enumerate(zip(flat, values)):
+      if value is None:
+        first_miss[key] = lane
+      elif value is _PENDING:
+        sources[lane] = first_miss[key]
+    return per_task.reshape(count, num_tasks), missed, sources.reshape(count, num_tasks)
 
   def _run(self, stripped: list[Program], run: np.ndarray, allowed: np.ndarray):
     """Full-run fitness and train steps [n, T] for the rows in `run` (0 elsewhere / not allowed)."""
