@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from absl import flags
@@ -27,48 +28,55 @@ from azero_jax.tasks.collections import TaskCollections
 from azero_jax.tasks.datasets import DatasetError
 from experiments import run_search
 
-run_search.define_flags()
-flags.DEFINE_string("output_dir", None, "Folder for results.json, results.md and the plots.")
-flags.DEFINE_bool("overwrite", False, "Replace the results in a non-empty --output_dir.")
-flags.DEFINE_integer("seeds", 5, "Runs per strategy; seed i is --random_seed + i.", lower_bound=1)
-flags.DEFINE_integer("evaluations", 0, "Programs evaluated per run, for every strategy (0 = what "
-                     "--max_train_steps pays for without FEC).", lower_bound=0)
-flags.DEFINE_list("strategies", list(cmp.STRATEGIES), "Strategies to run.")
-flags.DEFINE_enum("reference", None, list(REFERENCES), "Hand-designed program evaluated beside "
-                  "the searches; with --learn_only, its Setup and Predict are kept fixed.")
-flags.DEFINE_bool("learn_only", False, "Search only Learn (setup_ops and predict_ops empty), "
-                  "with Setup and Predict fixed to --reference's forward pass (paper §4.1).")
-flags.DEFINE_bool("random_search_fec", False, "Give random search the FEC cache too (with "
-                  "--fec); off by default since random programs seldom repeat.")
-flags.DEFINE_bool("baselines", False, "Also train the optax baselines on the final tasks and "
-                  "report them beside the best evolved program.")
-flags.DEFINE_bool("plots", True, "Write fitness.png and success.png (needs matplotlib).")
-FLAGS = flags.FLAGS
+
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """run_search's flags and the comparison's, on `fv`."""
+  run_search.define_flags(fv)
+  kw = {"flag_values": fv}
+  flags.DEFINE_string("output_dir", None, "Folder for results.json, results.md and the plots.",
+                      **kw)
+  flags.DEFINE_bool("overwrite", False, "Replace the results in a non-empty --output_dir.", **kw)
+  flags.DEFINE_integer("seeds", 5, "Runs per strategy; seed i is --random_seed + i.",
+                       lower_bound=1, **kw)
+  flags.DEFINE_integer("evaluations", 0, "Programs evaluated per run, for every strategy (0 = "
+                       "what --max_train_steps pays for without FEC).", lower_bound=0, **kw)
+  flags.DEFINE_list("strategies", list(cmp.STRATEGIES), "Strategies to run.", **kw)
+  flags.DEFINE_enum("reference", None, list(REFERENCES), "Hand-designed program evaluated "
+                    "beside the searches; with --learn_only, its Setup and Predict are kept "
+                    "fixed.", **kw)
+  flags.DEFINE_bool("learn_only", False, "Search only Learn (setup_ops and predict_ops empty), "
+                    "with Setup and Predict fixed to --reference's forward pass (paper §4.1).",
+                    **kw)
+  flags.DEFINE_bool("random_search_fec", False, "Give random search the FEC cache too (with "
+                    "--fec); off by default since random programs seldom repeat.", **kw)
+  flags.DEFINE_bool("baselines", False, "Also train the optax baselines on the final tasks and "
+                    "report them beside the best evolved program.", **kw)
+  flags.DEFINE_bool("plots", True, "Write fitness.png and success.png (needs matplotlib).", **kw)
 
 
-def seeds_from_flags() -> list[int]:
+def seeds_from_flags(fv: flags.FlagValues) -> list[int]:
   """--seeds consecutive seeds from --random_seed (0 = from the clock)."""
-  base = FLAGS.random_seed or int(time.time_ns() % (2**31 - 1 - FLAGS.seeds)) + 1
-  return [base + i for i in range(FLAGS.seeds)]
+  base = fv.random_seed or int(time.time_ns() % (2**31 - 1 - fv.seeds)) + 1
+  return [base + i for i in range(fv.seeds)]
 
 
-def setting_from_flags() -> tuple[cmp.Comparison, TaskCollections, list[int]]:
+def setting_from_flags(fv: flags.FlagValues) -> tuple[cmp.Comparison, TaskCollections, list[int]]:
   """The comparison the flags describe; ValueError naming the first bad flag."""
-  for strategy in FLAGS.strategies:
+  for strategy in fv.strategies:
     if strategy not in cmp.STRATEGIES:
       raise ValueError(f"--strategies: unknown {strategy!r}, expected some of "
                        f"{', '.join(cmp.STRATEGIES)}")
-  config = run_search.config_from_flags()
-  program = reference(FLAGS.reference) if FLAGS.reference else None
+  config = run_search.config_from_flags(fv)
+  program = reference(fv.reference) if fv.reference else None
   collections = TaskCollections(config.search_tasks, config.select_tasks, config.final_tasks,
                                 config.randomize_task_seeds)
-  seeds = seeds_from_flags()
-  evaluations = FLAGS.evaluations or cmp.default_evaluations(
+  seeds = seeds_from_flags(fv)
+  evaluations = fv.evaluations or cmp.default_evaluations(
       config, collections.search_tasks(seeds[0] if collections.randomize else None))
   comparison = cmp.Comparison(
-      config, evaluations, FLAGS.success_fitness,
-      cmp.base_program(config, program, FLAGS.learn_only), FLAGS.learn_only, program,
-      FLAGS.random_search_fec)
+      config, evaluations, fv.success_fitness,
+      cmp.base_program(config, program, fv.learn_only), fv.learn_only, program,
+      fv.random_search_fec)
   return comparison, collections, seeds
 
 
@@ -91,41 +99,49 @@ def write_plots(results: dict, folder: Path) -> list[str]:
   return ["fitness.png", "success.png"]
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  device_line = device.describe()
-  print(device_line, flush=True)
-  if not FLAGS.output_dir:
+def run(fv: flags.FlagValues, write: Callable[[str], None]) -> dict:
+  """Runs the comparison the flags describe and writes its files; returns the results.
+
+  Raises cli.UserError for a bad flag, a bad output folder, missing matplotlib or data.
+  """
+  if not fv.output_dir:
     raise cli.flag_error("output_dir", "required: the folder for the results")
   try:
-    comparison, collections, seeds = setting_from_flags()
-    folder = report.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite)
-    if FLAGS.plots:
+    comparison, collections, seeds = setting_from_flags(fv)
+    folder = report.prepare_output_dir(fv.output_dir, fv.overwrite)
+    if fv.plots:
       plots.pyplot()
   except (ValueError, DatasetError, plots.PlotsUnavailable) as error:
     raise cli.UserError(str(error)) from None
-  print(f"compare: {', '.join(FLAGS.strategies)} on {collections.search.to_string()}, "
-        f"{comparison.evaluations} evaluations per run, seeds {seeds}", flush=True)
+  write(f"compare: {', '.join(fv.strategies)} on {collections.search.to_string()}, "
+        f"{comparison.evaluations} evaluations per run, seeds {seeds}")
   try:
     results = experiment.run_comparison(
-        comparison, collections, seeds, FLAGS.strategies, reference_name=FLAGS.reference,
-        progress_every=FLAGS.progress_every, write=lambda line: print(line, flush=True))
-    if FLAGS.baselines:
+        comparison, collections, seeds, fv.strategies, reference_name=fv.reference,
+        progress_every=fv.progress_every, write=write)
+    if fv.baselines:
       from azero_jax.analysis import baselines
 
       results["baselines"] = baselines.run_baselines(
           collections.final_tasks(), collections.select_tasks(seeds[0]), tuned_on="T_select")
   except DatasetError as error:
     raise cli.UserError(str(error)) from None
-  results["device"] = device_line
+  results["device"] = device.describe()
   results["command"] = sys.argv
-  names = write_plots(results, folder) if FLAGS.plots else []
+  names = write_plots(results, folder) if fv.plots else []
   report.write_atomic(folder / "results.json", report.to_json(results))
-  table = report.markdown(results, names)
-  report.write_atomic(folder / "results.md", table)
-  print(table)
+  report.write_atomic(folder / "results.md", report.markdown(results, names))
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+  print(device.describe(), flush=True)
+  results = run(flags.FLAGS, lambda line: print(line, flush=True))
+  print(report.markdown(results), end="")
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

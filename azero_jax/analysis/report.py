@@ -101,7 +101,7 @@ def baseline_rows(baselines: dict) -> list[str]:
           "|---|---|---|---|"]
   for entry in baselines["models"]:
     rows.append(f"| {entry['model']} | {entry['optimizer']} | {entry['learning_rate']:g} | "
-                f"{entry['fitness']:.4f} +- {entry['fitness_sem']:.4f} |")
+                f"{entry['fitness']:.6f} +- {entry['fitness_sem']:.2g} |")
   return rows
 
 
