@@ -56,13 +56,13 @@ def loss(model: str, eval_type: str, params: dict, x: jax.Array, y: jax.Array) -
 
 
 def score(model: str, eval_type: str, params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
-  """The evaluator's fitness: accuracy, or 1 - (2/pi) atan(RMSE); 0 when not finite."""
+  """The evaluator's fitness: accuracy, or 1 - (2/pi) atan(RMSE) in [0, 1]; 0 when not finite."""
   output = predict(model, params, x)
   if eval_type == "accuracy":
     fitness = jnp.mean((output > 0) == (y > 0.5))
   else:
     fitness = 1.0 - (2.0 / jnp.pi) * jnp.arctan(jnp.sqrt(jnp.mean((output - y) ** 2)))
-  return jnp.where(jnp.isfinite(fitness), fitness, 0.0)
+  return jnp.where(jnp.isfinite(fitness), jnp.clip(fitness, 0.0, 1.0), 0.0)
 
 
 def train_and_score(model: str, eval_type: str, optimizer: str, epochs: int, batch_size: int,
