@@ -65,21 +65,21 @@ def _backward(masks: list[tuple[int, int]], live: int) -> int:
   return live
 
 
-def _live(masks: list[tuple[int, int]], live: int) -> frozenset[int]:
-  """Positions of the instructions of a function whose results are live at its end."""
+def _live(masks: list[tuple[int, int]], live: int) -> list[int]:
+  """Positions (descending) of the instructions of a function whose results are live at its end."""
   positions = []
   for position in range(len(masks) - 1, -1, -1):
     written, read = masks[position]
     if written & live:
       positions.append(position)
       live = (live & ~written) | read
-  return frozenset(positions)
+  return positions
 
 
-def live_positions(program: Program) -> dict[str, frozenset[int]]:
-  """Positions of the instructions whose results can reach the prediction, per function."""
-  setup, predict, learn = ([_masks(inst) for inst in program.component(name)]
-                           for name in COMPONENTS)
+def _live_lists(program: Program) -> tuple[list[int], list[int], list[int]]:
+  """Live positions (descending) of Setup, Predict and Learn."""
+  setup, predict, learn = ([_masks(inst) for inst in instructions]
+                           for instructions in (program.setup, program.predict, program.learn))
   # Registers live at the start of Predict / Learn, iterated to the fixed point. The harness
   # writes v0 and s0 before each, so those never carry over.
   predict_in = learn_in = 0
@@ -90,14 +90,21 @@ def live_positions(program: Program) -> dict[str, frozenset[int]]:
     if new == (predict_in, learn_in):
       break
     predict_in, learn_in = new
-  return {"setup": _live(setup, predict_in & ~HARNESS_WRITES),
-          "predict": _live(predict, predict_out), "learn": _live(learn, learn_out)}
+  return (_live(setup, predict_in & ~HARNESS_WRITES), _live(predict, predict_out),
+          _live(learn, learn_out))
+
+
+def live_positions(program: Program) -> dict[str, frozenset[int]]:
+  """Positions of the instructions whose results can reach the prediction, per function."""
+  return {name: frozenset(positions)
+          for name, positions in zip(COMPONENTS, _live_lists(program), strict=True)}
 
 
 def strip_dead_code(program: Program) -> Program:
   """The program without dead instructions (NO_OPs included); fitness is unchanged."""
-  live = live_positions(program)
-  kept = {name: tuple(inst for position, inst in enumerate(program.component(name))
-                      if position in live[name])
-          for name in COMPONENTS}
-  return Program(**kept)
+  live = _live_lists(program)
+  if sum(map(len, live)) == sum(program.sizes):
+    return program
+  return Program(*(tuple(instructions[position] for position in reversed(positions))
+                   for instructions, positions in zip(
+                       (program.setup, program.predict, program.learn), live)))

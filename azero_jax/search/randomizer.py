@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -85,18 +86,32 @@ def random_field(field: str, role: Role, rng: np.random.Generator) -> float:
   return float(np.float32(low) + np.float32(high - low) * draw)
 
 
+@functools.cache
+def _plan(op_id: int, memory: Memory):
+  """What a random instruction of the op draws: input sizes, first output address, number of
+  output addresses, data fields."""
+  spec = ops.OPS[op_id]
+  if spec.output is None:
+    return None
+  first = FIRST_OUT[spec.output]
+  return (tuple(memory.size(kind) for kind in spec.inputs), first,
+          memory.size(spec.output) - first, DATA_FIELDS[spec.data])
+
+
 def random_instruction(op_id: int, memory: Memory, rng: np.random.Generator) -> Instruction:
   """A new instruction of op `op_id` with random addresses and data (in1, in2, out, data order).
 
-  Uniform-set bounds are drawn independently and left unsorted, like the original.
+  Uniform-set bounds are drawn independently and left unsorted, like the original. The draws
+  are those of `Memory.random_input`, `Memory.random_output` and `random_field`, in that order.
   """
-  spec = ops.OPS[op_id]
-  if spec.output is None:
+  plan = _plan(op_id, memory)
+  if plan is None:
     return Instruction()
-  inputs = [memory.random_input(kind, rng) for kind in spec.inputs] + [0] * (2 - spec.num_inputs)
-  out = memory.random_output(spec.output, rng)
-  data = {name: random_field(name, role, rng) for name, role in DATA_FIELDS[spec.data]}
-  return Instruction(op_id, inputs[0], inputs[1], out, **data)
+  input_sizes, first, span, data = plan
+  inputs = [int(rng.random() * size) for size in input_sizes] + [0] * (2 - len(input_sizes))
+  out = first + int(rng.random() * span)
+  values = {name: random_field(name, role, rng) for name, role in data}
+  return Instruction(op_id, inputs[0], inputs[1], out, **values)
 
 
 @dataclasses.dataclass(frozen=True)
