@@ -41,6 +41,7 @@ def test_wilson_interval():
   assert stats.wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
   assert stats.wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
   assert stats.wilson(0, 0) == (0.0, 1.0)
+  assert stats.wilson(0, 10**6)[0] == 0.0 and stats.wilson(7, 7)[1] == 1.0
 
 
 def test_run_probability_and_ratio_edge_cases():
