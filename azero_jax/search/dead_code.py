@@ -78,7 +78,8 @@ def _live(masks: list[tuple[int, int]], live: int) -> list[int]:
 
 def _live_lists(program: Program) -> tuple[list[int], list[int], list[int]]:
   """Live positions (descending) of Setup, Predict and Learn."""
-  setup, predict, learn = ([_masks(inst) for inst in instructions]
+  cached = _MASK_CACHE.get
+  setup, predict, learn = ([cached(inst) or _masks(inst) for inst in instructions]
                            for instructions in (program.setup, program.predict, program.learn))
   # Registers live at the start of Predict / Learn, iterated to the fixed point. The harness
   # writes v0 and s0 before each, so those never carry over.
@@ -102,9 +103,9 @@ def live_positions(program: Program) -> dict[str, frozenset[int]]:
 
 def strip_dead_code(program: Program) -> Program:
   """The program without dead instructions (NO_OPs included); fitness is unchanged."""
+  parts = (program.setup, program.predict, program.learn)
   live = _live_lists(program)
-  if sum(map(len, live)) == sum(program.sizes):
+  if all(len(kept) == len(instructions) for kept, instructions in zip(live, parts)):
     return program
-  return Program(*(tuple(instructions[position] for position in reversed(positions))
-                   for instructions, positions in zip(
-                       (program.setup, program.predict, program.learn), live)))
+  return Program(*(tuple(instructions[position] for position in reversed(kept))
+                   for instructions, kept in zip(parts, live)))

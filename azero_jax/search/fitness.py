@@ -174,10 +174,10 @@ class SearchEvaluator:
   def _fingerprints(self, stripped: list[Program], allowed: np.ndarray):
     """Cache keys ([n] lists of T keys) and fingerprint steps [n, T], memoised per program."""
     memo_keys = [(p, a.tobytes()) for p, a in zip(stripped, allowed)]
-    found = {k: self._memo[k] for k in memo_keys if k in self._memo}
+    found = [self._memo.get(k) for k in memo_keys]
     todo: dict = {}  # memo key -> first row, for the programs never fingerprinted
-    for row, memo_key in enumerate(memo_keys):
-      if memo_key not in found:
+    for row, (memo_key, value) in enumerate(zip(memo_keys, found)):
+      if value is None:
         todo.setdefault(memo_key, row)
     if todo:
       rows = np.array(list(todo.values()))
@@ -188,10 +188,12 @@ class SearchEvaluator:
           errors_valid.reshape(rows.size * num_tasks, -1),
           np.tile(np.arange(num_tasks), rows.size),
           np.where(allowed[rows], self.num_train_steps, 0).ravel())
-      for position, memo_key in enumerate(todo):
-        found[memo_key] = (keys[position * num_tasks:(position + 1) * num_tasks], steps[position])
-        self._remember(memo_key, found[memo_key])
-    return [found[k][0] for k in memo_keys], np.array([found[k][1] for k in memo_keys])
+      fresh = {memo_key: (keys[position * num_tasks:(position + 1) * num_tasks], steps[position])
+               for position, memo_key in enumerate(todo)}
+      for memo_key, value in fresh.items():
+        self._remember(memo_key, value)
+      found = [fresh[k] if value is None else value for k, value in zip(memo_keys, found)]
+    return [value[0] for value in found], np.array([value[1] for value in found])
 
   def _remember(self, memo_key, value) -> None:
     self._memo[memo_key] = value

@@ -166,8 +166,9 @@ class Mutator:
     if action == MutationType.RANDOMIZE_ALGORITHM:
       return self.randomizer.program(program, rng)
     name = self.choose_component(rng)
-    changed = _EDITS[action](self, name, list(program.component(name)), rng)
-    return program.replace(**{name: tuple(changed)})
+    parts = {"setup": program.setup, "predict": program.predict, "learn": program.learn}
+    parts[name] = tuple(_EDITS[action](self, name, list(parts[name]), rng))
+    return Program(**parts)
 
   def choose_component(self, rng: np.random.Generator) -> str:
     """Uniform among the functions with a non-empty op list, whatever their length."""
