@@ -121,10 +121,12 @@ def validate(config: SearchConfig) -> None:
 
 
 def randomizer(config: SearchConfig) -> Randomizer:
+  """Random instructions from the configured op lists and memory."""
   return Randomizer(config.op_lists, config.memory)
 
 
 def mutator(config: SearchConfig) -> Mutator:
+  """The configured mutator (types, probability, size bounds, paper variant)."""
   return Mutator(randomizer(config), config.mutation_types, config.mutate_prob, config.min_sizes,
                  config.max_sizes, config.paper_mutations)
 
