@@ -4,8 +4,9 @@
       --random_seed=1 --output_dir=results/demo
 
 Takes every flag of experiments.run_search (so its flag files work) plus the ones below. Both
-strategies get the same tasks, memory, op lists, sizes and evaluations per run; each (strategy,
-seed) is one experiment on T_search (no T_select stage: --max_experiments and
+strategies get the same tasks, memory, op lists, sizes and budget per run (--evaluations programs,
+or with --budget=train_steps the driver's --max_train_steps); each (strategy, seed) is one
+experiment on T_search (no T_select stage: --max_experiments and
 --sufficient_fitness are ignored). A run succeeds when a program's search fitness exceeds
 --success_fitness. Writes results.json, results.md and the PNG plots to --output_dir, and prints
 progress lines with an ETA.
@@ -38,6 +39,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_bool("overwrite", False, "Replace the results in a non-empty --output_dir.", **kw)
   flags.DEFINE_integer("seeds", 5, "Runs per strategy; seed i is --random_seed + i.",
                        lower_bound=1, **kw)
+  flags.DEFINE_enum("budget", "evaluations", ["evaluations", "train_steps"], "What every run "
+                    "gets the same of: evaluated programs (the paper's measure) or train steps "
+                    "(--max_train_steps, checked after each sweep as in run_search).", **kw)
   flags.DEFINE_integer("evaluations", 0, "Programs evaluated per run, for every strategy (0 = "
                        "what --max_train_steps pays for without FEC).", lower_bound=0, **kw)
   flags.DEFINE_list("strategies", list(cmp.STRATEGIES), "Strategies to run.", **kw)
@@ -71,12 +75,16 @@ def setting_from_flags(fv: flags.FlagValues) -> tuple[cmp.Comparison, TaskCollec
   collections = TaskCollections(config.search_tasks, config.select_tasks, config.final_tasks,
                                 config.randomize_task_seeds)
   seeds = seeds_from_flags(fv)
-  evaluations = fv.evaluations or cmp.default_evaluations(
+  steps = config.max_train_steps if fv.budget == "train_steps" else None
+  if steps and fv.evaluations:
+    raise ValueError("--evaluations: not with --budget=train_steps (the budget is "
+                     "--max_train_steps)")
+  evaluations = None if steps else fv.evaluations or cmp.default_evaluations(
       config, collections.search_tasks(seeds[0] if collections.randomize else None))
   comparison = cmp.Comparison(
       config, evaluations, fv.success_fitness,
       cmp.base_program(config, program, fv.learn_only), fv.learn_only, program,
-      fv.random_search_fec)
+      fv.random_search_fec, steps)
   return comparison, collections, seeds
 
 
@@ -114,7 +122,8 @@ def run(fv: flags.FlagValues, write: Callable[[str], None]) -> dict:
   except (ValueError, DatasetError, plots.PlotsUnavailable) as error:
     raise cli.UserError(str(error)) from None
   write(f"compare: {', '.join(fv.strategies)} on {collections.search.to_string()}, "
-        f"{comparison.evaluations} evaluations per run, seeds {seeds}")
+        f"budget per run: {report.budget(comparison.evaluations, comparison.max_train_steps)}, "
+        f"seeds {seeds}")
   try:
     results = experiment.run_comparison(
         comparison, collections, seeds, fv.strategies, reference_name=fv.reference,

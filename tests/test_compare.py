@@ -62,15 +62,27 @@ def test_default_evaluations_from_the_step_budget():
   assert comparison.evaluations == 100  # 4000 steps / (2 tasks x 20 examples)
 
 
+def test_train_step_budget_ends_at_a_sweep():
+  fv = parse("--budget=train_steps", "--max_train_steps=1000", "--evaluations=0")
+  comparison, collections, seeds = compare.setting_from_flags(fv)
+  assert comparison.evaluations is None and comparison.max_train_steps == 1000
+  run = cmp.run_search(comparison, "random", seeds[0], collections.search_tasks())
+  assert run.evaluations % 20 == 0 and run.train_steps >= 1000
+  assert run.train_steps - run.history[-2].train_steps < 1000  # stopped at the first sweep over
+  with pytest.raises(ValueError, match="not with --budget=train_steps"):
+    compare.setting_from_flags(parse("--budget=train_steps"))
+
+
 def test_runs_record_successes_and_history():
   comparison, collections, seeds = compare.setting_from_flags(parse())
   tasks = collections.search_tasks()
   points = []
   for strategy in cmp.STRATEGIES:
     run = cmp.run_search(comparison, strategy, seeds[0], tasks, report=points.append)
-    history = np.array(run.history)
-    assert run.evaluations == 60 and list(history[:, 0]) == [20, 40, 60]
-    assert np.all(np.diff(history[:, 2]) >= 0) and history[-1, 2] == run.best_fitness
+    best = [point.best for point in run.history]
+    assert run.evaluations == 60 and [point.evaluations for point in run.history] == [20, 40, 60]
+    assert np.all(np.diff(best) >= 0) and best[-1] == run.best_fitness
+    assert run.history[-1].train_steps == run.train_steps
     assert run.succeeded == (run.best_fitness > comparison.threshold)
     if run.succeeded:
       assert 1 <= run.first_success <= 60 and run.num_successes >= 1
@@ -83,11 +95,12 @@ def test_summary_and_ratio_of_known_runs():
   program = pad(LINEAR, (5, 1, 4))
   make = lambda first, successes: cmp.SearchRun("x", 0, 100, 2.0, 0.9, program, successes, first,
                                                 None if first is None else 1.0, [], 0, 0.0)
-  summary = cmp.summarize([make(10, 3), make(None, 0), make(30, 1), make(None, 0)], 100)
+  summary = cmp.summarize([make(10, 3), make(None, 0), make(30, 1), make(None, 0)])
   assert summary["run_successes"] == 2 and summary["run_success_rate"] == 0.5
   assert summary["program_successes"] == 4 and summary["programs"] == 400
   assert summary["median_evaluations_to_threshold"] == 20
   assert summary["evaluations_per_second"] == 50
+  assert summary["run_success_probability_from_programs"] == pytest.approx(1 - 0.99**100)
 
 
 def test_learn_only_keeps_the_forward_pass():

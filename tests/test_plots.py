@@ -13,7 +13,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def history(best_end: float, evaluations=(10, 20, 30)) -> np.ndarray:
   best = np.linspace(0.2, best_end, len(evaluations))
-  return np.stack([evaluations, np.arange(len(evaluations)), best, best / 2], axis=1)
+  steps = 100 * np.asarray(evaluations)
+  return np.stack([evaluations, np.arange(len(evaluations)), steps, best, best / 2], axis=1)
 
 
 def summary(successes: int, runs: int) -> dict:

@@ -1,20 +1,23 @@
 """Evolution versus random search on one setting: runs with their histories, and the summary.
 
-Both strategies get the same task collection, memory, op lists, program sizes and number of
-evaluated programs per run (`evaluations`), over the same seeds. A run succeeds when one of its
+Both strategies get the same task collection, memory, op lists, program sizes and budget per
+run, over the same seeds: a number of evaluated programs (`evaluations`, the paper's measure), or
+a number of train steps (`max_train_steps`, the original driver's budget, under which FEC hits
+are nearly free). A run succeeds when one of its
 programs beats `threshold` on T_search. Random search draws every program independently from the
 initial sizes (REFERENCE.md §9.2) and keeps the best ever; evolution is the configured
 regularized evolution. In a learning-only setting (paper §4.1) random draws fill only Learn, with
 Setup and Predict fixed to a reference program's forward pass.
 
-The composition follows `search.driver`, except that the budget is a number of evaluations (not
-train steps) and every batch is recorded.
+The composition follows `search.driver`, except for the evaluation budget and that every batch is
+recorded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -42,6 +45,9 @@ STRATEGIES = driver.STRATEGIES  # ("evolution", "random")
 class Comparison:
   """One setting: the search configuration, the budget per run and the success threshold.
 
+  The budget is `evaluations` programs per run, or (with `max_train_steps`) the end of the first
+  sweep of P programs by which a run has used that many train steps (the driver's rule).
+
   `base` is what random programs start from (its functions with an op list are redrawn);
   `learn_only` makes evolution start from random Learns on it too. `reference` is a hand-designed
   program evaluated beside the searches. `random_search_fec` gives random search the FEC cache
@@ -50,16 +56,20 @@ class Comparison:
   """
 
   config: SearchConfig
-  evaluations: int
+  evaluations: int | None
   threshold: float
   base: Program
   learn_only: bool = False
   reference: Program | None = None
   random_search_fec: bool = False
+  max_train_steps: int | None = None
 
   def __post_init__(self):
-    if self.evaluations < 1:
-      raise ValueError(f"evaluations must be >= 1, got {self.evaluations}")
+    if (self.evaluations is None) == (self.max_train_steps is None):
+      raise ValueError("give exactly one budget: evaluations or max_train_steps")
+    if min(self.evaluations or 1, self.max_train_steps or 1) < 1:
+      raise ValueError(f"the budget must be >= 1, got evaluations={self.evaluations}, "
+                       f"max_train_steps={self.max_train_steps}")
     memory = self.config.memory
     for program in (self.base, self.reference):
       if program is not None:
@@ -142,6 +152,7 @@ class Point(NamedTuple):
 
   evaluations: int
   seconds: float
+  train_steps: int
   best: float  # best fitness evaluated so far
   mean: float  # mean fitness of the population (random search: of the last P programs)
 
@@ -188,27 +199,35 @@ class _Record:
       self.best, self.best_program = float(fitness[top]), programs[top]
 
 
+def finished(comparison: Comparison, num_individuals: int, train_steps: int) -> bool:
+  """Whether a run has spent its budget (train steps are checked only at the end of a sweep)."""
+  if comparison.max_train_steps is None:
+    return num_individuals >= comparison.evaluations
+  return (num_individuals > 0 and num_individuals % comparison.config.population_size == 0
+          and train_steps >= comparison.max_train_steps)
+
+
 def run_search(comparison: Comparison, strategy: str, seed: int, tasks: Sequence[Task], *,
                report: Callable[[Point], None] | None = None) -> SearchRun:
-  """One run of `comparison.evaluations` programs; `report` gets every history point."""
+  """One run until the budget is spent; `report` gets every history point."""
   population_size = comparison.config.population_size
+  limit = comparison.evaluations or sys.maxsize
   rng = np.random.default_rng(seed)
   search = make_strategy(comparison, strategy)
   fitness = make_fitness(comparison, strategy, tasks, jax.random.key(seed))
   record, history = _Record(), []
   state = search.init()
   start = time.monotonic()
-  while state.num_individuals < comparison.evaluations:
+  while not finished(comparison, state.num_individuals, record.steps):
     done = state.num_individuals
-    children = search.ask(state, rng)[:comparison.evaluations - done]
+    children = search.ask(state, rng)[:limit - done]
     evaluation = fitness.evaluate(children)
     state = search.tell(state, children, evaluation.fitness)
     record.steps += evaluation.train_steps
     record.observe(children, evaluation.fitness, done, time.monotonic() - start,
                    comparison.threshold)
-    if state.num_individuals % population_size == 0 or (
-        state.num_individuals >= comparison.evaluations):
-      point = Point(state.num_individuals, time.monotonic() - start, record.best,
+    if state.num_individuals % population_size == 0 or state.num_individuals >= limit:
+      point = Point(state.num_individuals, time.monotonic() - start, record.steps, record.best,
                     float(np.mean(search.population_fitness(state))))
       history.append(point)
       if report:
@@ -234,8 +253,12 @@ def median(values: Sequence[float]) -> float | None:
   return float(np.median(values)) if len(values) else None
 
 
-def summarize(runs: Sequence[SearchRun], evaluations: int) -> dict:
-  """Success rates (of runs and of programs) with Wilson 95% intervals, times and fitness."""
+def summarize(runs: Sequence[SearchRun]) -> dict:
+  """Success rates (of runs and of programs) with Wilson 95% intervals, times and fitness.
+
+  `run_success_probability_from_programs` is 1 - (1 - p)^E for the per-program rate p and the
+  mean evaluations per run E: a run's chance if its programs were independent draws.
+  """
   successful = [run for run in runs if run.succeeded]
   programs = sum(run.evaluations for run in runs)
   program_successes = sum(run.num_successes for run in runs)
@@ -250,7 +273,8 @@ def summarize(runs: Sequence[SearchRun], evaluations: int) -> dict:
       "program_successes": program_successes,
       "program_success_rate": program_rate,
       "program_success_ci95": stats.wilson(program_successes, programs),
-      "run_success_probability_from_programs": stats.run_probability(program_rate, evaluations),
+      "run_success_probability_from_programs": stats.run_probability(program_rate,
+                                                                     programs / len(runs)),
       "median_evaluations_to_threshold": median([r.first_success for r in successful]),
       "median_seconds_to_threshold": median([r.first_success_seconds for r in successful]),
       "best_fitness_median": median([r.best_fitness for r in runs]),
@@ -260,12 +284,13 @@ def summarize(runs: Sequence[SearchRun], evaluations: int) -> dict:
   }
 
 
-def evolution_ratio(evolution: dict, random: dict, evaluations: int) -> dict:
+def evolution_ratio(evolution: dict, random: dict) -> dict:
   """Evolution's run success rate over random search's run success probability, with its CI."""
   value, interval = stats.success_ratio(evolution["run_successes"], evolution["runs"],
                                         random["program_successes"], random["programs"],
-                                        evaluations)
+                                        round(random["programs"] / random["runs"]))
   return {"value": value, "ci95": interval,
           "method": "evolution run success rate / random-search run success probability "
-                    "1-(1-p)^E (p: random search's per-program success rate, E: evaluations "
-                    "per run); 95% CI: Bonferroni combination of two 97.5% Wilson intervals"}
+                    "1-(1-p)^E (p: random search's per-program success rate, E: its "
+                    "evaluations per run); 95% CI: Bonferroni combination of two 97.5% Wilson "
+                    "intervals"}

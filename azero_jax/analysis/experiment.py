@@ -23,29 +23,32 @@ def format_seconds(seconds: float) -> str:
 
 
 class Progress:
-  """Prints a line every `every` evaluations of a run, with the overall share done and an ETA."""
+  """Prints a line every `every` evaluations of a run, with the overall share done and an ETA.
 
-  def __init__(self, total_evaluations: int, every: int, write: Callable[[str], None]):
-    self.total, self.every, self.write = total_evaluations, max(1, every), write
-    self.finished = 0  # evaluations of finished runs
+  The share counts evaluations, or train steps when `steps` (a train-step budget).
+  """
+
+  def __init__(self, total: int, every: int, write: Callable[[str], None], steps: bool = False):
+    self.total, self.every, self.write, self.steps = total, max(1, every), write, steps
+    self.finished = 0  # work of finished runs
     self.start = time.monotonic()
     self.label, self.last = "", 0
 
   def begin(self, label: str) -> None:
     self.label, self.last = label, 0
 
-  def end(self, evaluations: int) -> None:
-    self.finished += evaluations
+  def end(self, run: cmp.SearchRun) -> None:
+    self.finished += run.train_steps if self.steps else run.evaluations
 
   def __call__(self, point: cmp.Point) -> None:
     if point.evaluations - self.last < self.every:
       return
     self.last = point.evaluations
-    done = self.finished + point.evaluations
+    done = self.finished + (point.train_steps if self.steps else point.evaluations)
     elapsed = time.monotonic() - self.start
-    eta = elapsed * (self.total - done) / done
+    eta = elapsed * max(0, self.total - done) / max(1, done)
     self.write(f"{self.label}: {point.evaluations} evals, best {point.best:.6f}, mean "
-               f"{point.mean:.6f} | all runs {100 * done / self.total:.0f}%, elapsed "
+               f"{point.mean:.6f} | all runs {min(100, 100 * done / self.total):.0f}%, elapsed "
                f"{format_seconds(elapsed)}, ETA {format_seconds(eta)}")
 
 
@@ -74,6 +77,7 @@ def describe(comparison: cmp.Comparison, collections: TaskCollections, seeds: Se
       "fec": config.fec is not None,
       "random_search_fec": comparison.random_search_fec and config.fec is not None,
       "evaluations_per_run": comparison.evaluations,
+      "max_train_steps": comparison.max_train_steps,
       "threshold": comparison.threshold,
       "seeds": list(seeds),
       "strategies": list(strategies),
@@ -104,15 +108,16 @@ def run_comparison(comparison: cmp.Comparison, collections: TaskCollections,
            for seed in seeds}
   for strategy in strategies:
     cmp.warm_up(comparison, strategy, tasks[seeds[0]])
-  progress = Progress(comparison.evaluations * len(seeds) * len(strategies), progress_every,
-                      write)
+  per_run = comparison.max_train_steps or comparison.evaluations
+  progress = Progress(per_run * len(seeds) * len(strategies), progress_every, write,
+                      steps=comparison.max_train_steps is not None)
   runs: dict[str, list[cmp.SearchRun]] = {strategy: [] for strategy in strategies}
   records = []
   for index, seed in enumerate(seeds):
     for strategy in strategies:
       progress.begin(f"{STRATEGY_NAMES[strategy]}, seed {seed} ({index + 1}/{len(seeds)})")
       run = cmp.run_search(comparison, strategy, seed, tasks[seed], report=progress)
-      progress.end(run.evaluations)
+      progress.end(run)
       final = cmp.mean_fitness(comparison, run.best_program, final_tasks, seed)
       write(f"{STRATEGY_NAMES[strategy]}, seed {seed}: best fitness {run.best_fitness:.6f}, "
             f"final {final:.6f}, programs beating {comparison.threshold:g}: "
@@ -122,7 +127,7 @@ def run_comparison(comparison: cmp.Comparison, collections: TaskCollections,
       records.append(run_record(run, final))
   results = {
       "setting": describe(comparison, collections, seeds, strategies, reference_name),
-      "strategies": {s: cmp.summarize(r, comparison.evaluations) for s, r in runs.items()},
+      "strategies": {s: cmp.summarize(r) for s, r in runs.items()},
       "runs": records,
   }
   for strategy, summary in results["strategies"].items():
@@ -130,8 +135,7 @@ def run_comparison(comparison: cmp.Comparison, collections: TaskCollections,
     summary["final_fitness_of_best_median"] = cmp.median(finals)
   if set(strategies) == set(cmp.STRATEGIES):
     results["ratio"] = cmp.evolution_ratio(results["strategies"]["evolution"],
-                                           results["strategies"]["random"],
-                                           comparison.evaluations)
+                                           results["strategies"]["random"])
   if comparison.reference is not None:
     results["reference"] = {
         "name": reference_name,

@@ -40,8 +40,11 @@ def _save(figure, path) -> None:
   write_atomic(path, buffer.getvalue())
 
 
+BEST, MEAN = 3, 4  # columns of a history: evaluations, seconds, train steps, best, mean
+
+
 def on_grid(history: np.ndarray, grid: np.ndarray) -> np.ndarray:
-  """A run's history [k, 4] (evaluations, seconds, best, mean) at the evaluation counts `grid`:
+  """A run's history [k, 5] (`comparison.Point` rows) at the evaluation counts `grid`:
   the last point at or before each count (the first point before it starts)."""
   index = np.searchsorted(history[:, 0], grid, side="right") - 1
   return history[np.clip(index, 0, len(history) - 1)]
@@ -54,12 +57,12 @@ def fitness_plot(histories: dict[str, Sequence[np.ndarray]], path, *, title: str
   figure, axes = plt.subplots(figsize=(7, 4.2))
   for strategy, runs in histories.items():
     grid = np.unique(np.concatenate([np.asarray(h)[:, 0] for h in runs]))
-    values = np.stack([on_grid(np.asarray(h), grid) for h in runs])  # [runs, k, 4]
+    values = np.stack([on_grid(np.asarray(h), grid) for h in runs])  # [runs, k, 5]
     color, name = COLORS.get(strategy), STRATEGY_NAMES.get(strategy, strategy)
-    axes.plot(grid, np.median(values[:, :, 2], axis=0), color=color, label=f"{name}: best")
-    axes.fill_between(grid, values[:, :, 2].min(axis=0), values[:, :, 2].max(axis=0),
+    axes.plot(grid, np.median(values[:, :, BEST], axis=0), color=color, label=f"{name}: best")
+    axes.fill_between(grid, values[:, :, BEST].min(axis=0), values[:, :, BEST].max(axis=0),
                       color=color, alpha=0.15, linewidth=0)
-    axes.plot(grid, np.median(values[:, :, 3], axis=0), color=color, linestyle="--",
+    axes.plot(grid, np.median(values[:, :, MEAN], axis=0), color=color, linestyle="--",
               label=f"{name}: population mean")
   if threshold is not None:
     axes.axhline(threshold, color="gray", linestyle=":", linewidth=1,

@@ -105,13 +105,21 @@ def baseline_rows(baselines: dict) -> list[str]:
   return rows
 
 
+def budget(evaluations: int | None, max_train_steps: int | None) -> str:
+  """The budget per run in words."""
+  if max_train_steps:
+    return f"{max_train_steps:.3g} train steps (checked at the end of each sweep)"
+  return f"{evaluations} evaluations"
+
+
 def markdown(results: dict, plots: list[str] = ()) -> str:
   """results.md: the setting, the per-strategy table, the ratio, reference and baselines."""
   setting = results["setting"]
   lines = [f"# Evolution vs random search: `{setting['search_tasks']}`", "",
            f"Memory {setting['memory']}, initial sizes {setting['init_sizes']}, "
            f"P = {setting['population_size']}, T = {setting['tournament_size']}, "
-           f"U = {setting['mutate_prob']}, {setting['evaluations_per_run']} evaluations per run, "
+           f"U = {setting['mutate_prob']}, budget per run: "
+           f"{budget(setting['evaluations_per_run'], setting['max_train_steps'])}, "
            f"seeds {setting['seeds']}, learning-only: {setting['learn_only']}, FEC: "
            f"{setting['fec']} (random search: {setting['random_search_fec']}). A run succeeds "
            f"when a program's search fitness exceeds {setting['threshold']:g}.", ""]
