@@ -71,7 +71,7 @@ def fitness_plot(histories: dict[str, Sequence[np.ndarray]], path, *, title: str
   axes.set_ylabel("fitness on T_search")
   axes.set_title(title or "Fitness over evaluations (median over seeds; band: range of best)")
   axes.grid(alpha=0.3)
-  axes.legend(fontsize=8, loc="best")
+  axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
   _save(figure, path)
 
 
@@ -93,14 +93,15 @@ def success_plot(groups: Sequence[tuple[str, dict[str, dict]]], path, *, title: 
     x = positions + (offset - (len(strategies) - 1) / 2) * width
     axes.bar(x, rates, width, color=COLORS.get(strategy),
              label=STRATEGY_NAMES.get(strategy, strategy),
-             yerr=np.stack([rates - low, high - rates]), capsize=3)
-    for xi, rate, s in zip(x, rates, summaries):
+             yerr=np.stack([rates - low, high - rates]), capsize=3,
+             error_kw={"ecolor": "dimgray", "elinewidth": 1})
+    for xi, top, s in zip(x, high, summaries):
       if s:
-        axes.annotate(f"{s['run_successes']}/{s['runs']}", (xi, rate), ha="center",
-                      va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        axes.annotate(f"{s['run_successes']}/{s['runs']}", (xi, top), ha="center",
+                      va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
   axes.set_xticks(positions, [label for label, _ in groups])
   axes.set_xlim(-0.8, len(groups) - 0.2)
-  axes.set_ylim(0, 1.1)
+  axes.set_ylim(0, 1.15)
   axes.set_ylabel("run success rate")
   axes.set_title(title or "Runs whose best program beats the threshold (95% Wilson CI)")
   axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(strategies))
