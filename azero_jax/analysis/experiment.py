@@ -133,6 +133,7 @@ def run_comparison(comparison: cmp.Comparison, collections: TaskCollections,
   for strategy, summary in results["strategies"].items():
     finals = [r["final_fitness"] for r in records if r["strategy"] == strategy]
     summary["final_fitness_of_best_median"] = cmp.median(finals)
+    summary["final_fitness_of_best_max"] = max(finals)
   if set(strategies) == set(cmp.STRATEGIES):
     results["ratio"] = cmp.evolution_ratio(results["strategies"]["evolution"],
                                            results["strategies"]["random"])
