@@ -50,6 +50,7 @@ class RegularizedEvolution:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
   def init(self) -> EvolutionState:
+    """An empty population."""
     return EvolutionState()
 
   def ask(self, state: EvolutionState, rng: np.random.Generator) -> list[Program]:
@@ -83,6 +84,7 @@ class RegularizedEvolution:
     return state.programs[best], float(state.fitness[best])
 
   def population_fitness(self, state: EvolutionState) -> np.ndarray:
+    """The fitness of the current population (for the progress statistics)."""
     return state.fitness
 
 

@@ -48,9 +48,11 @@ class RandomSearch:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
   def init(self) -> RandomSearchState:
+    """Nothing seen yet."""
     return RandomSearchState()
 
   def ask(self, state: RandomSearchState, rng: np.random.Generator) -> list[Program]:
+    """The next batch of independent random programs (never crossing the end of a sweep)."""
     count = batch_length(state.num_individuals, self.population_size, self.batch_size)
     return [self.random_program(rng) for _ in range(count)]
 
@@ -62,9 +64,8 @@ class RandomSearch:
     if fitness[best] > state.best_fitness:
       state = state.replace(best_program=programs[best], best_fitness=float(fitness[best]))
     recent = np.concatenate([state.recent_fitness, fitness])[-self.population_size:]
-    return state.replace(num_successes=state.num_successes + int((fitness > self.success_fitness)
-                                                                 .sum()),
-                         recent_fitness=recent,
+    successes = int(np.count_nonzero(fitness > self.success_fitness))
+    return state.replace(num_successes=state.num_successes + successes, recent_fitness=recent,
                          num_individuals=state.num_individuals + len(programs))
 
   def candidate(self, state: RandomSearchState) -> tuple[Program, float]:
@@ -72,4 +73,5 @@ class RandomSearch:
     return state.best_program, state.best_fitness
 
   def population_fitness(self, state: RandomSearchState) -> np.ndarray:
+    """The fitness of the last P programs (for the progress statistics)."""
     return state.recent_fitness
