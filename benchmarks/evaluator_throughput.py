@@ -95,8 +95,8 @@ def main(argv):
   print(device.describe())
   print(f"dtype {FLAGS.dtype}; {NUM_TASKS} tasks per individual; interpreter = NumPy, one "
         "program at a time")
-  print(f"| config | population | batched indiv/s | interpreter indiv/s | ratio | "
-        f"first call (s) |")
+  print("| config | population | batched indiv/s | interpreter indiv/s | ratio | "
+        "first call (s) |")
   print("|---|---:|---:|---:|---:|---:|")
   for name in FLAGS.configs:
     for row in run_config(name, [int(p) for p in FLAGS.populations], FLAGS.repeats,
