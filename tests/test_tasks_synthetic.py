@@ -122,7 +122,7 @@ def _mean_fitness(family, program_text, num_tasks):
 
 
 # The original's means over 1000 tasks (issue 3); on 100 tasks the standard error of the no-op
-# and teacher means is about 0.02, so they get a wider tolerance. notes/tasks.md has our
+# and teacher means is about 0.02, so they get a wider tolerance. BUILD_NOTES.md ("Tasks") has our
 # 1000-task figures.
 @pytest.mark.parametrize("family, program, expected, tolerance", [
     pytest.param("linear", NO_OP_PROGRAM, 0.34, 0.05, id="no_op-linear"),
