@@ -25,7 +25,6 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from azero_jax import evaluator
 from azero_jax.analysis import stats
 from azero_jax.analysis.references import forward_pass
 from azero_jax.program import COMPONENTS, Program
@@ -240,13 +239,7 @@ def run_search(comparison: Comparison, strategy: str, seed: int, tasks: Sequence
 def mean_fitness(comparison: Comparison, program: Program, tasks: Sequence[Task],
                  seed: int) -> float:
   """Mean fitness over `tasks` without FEC or budget (as the driver's final evaluation)."""
-  config = comparison.config
-  per_task = evaluator.evaluate(
-      [program], tasks, num_scalars=config.memory.num_scalars,
-      num_vectors=config.memory.num_vectors, num_matrices=config.memory.num_matrices,
-      dtype=config.dtype, seed=seed, max_abs_error=config.max_abs_error,
-      op_sets=op_sets(comparison))
-  return float(per_task.mean())
+  return driver.mean_fitness(program, tasks, comparison.config, seed, op_sets(comparison))
 
 
 def median(values: Sequence[float]) -> float | None:

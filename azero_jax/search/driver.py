@@ -223,13 +223,17 @@ def run_experiment(strategy, fitness: SearchEvaluator, rng: np.random.Generator,
       return state, steps
 
 
-def mean_fitness(program: Program, tasks, config: SearchConfig, seed: int) -> float:
-  """Mean fitness over tasks, no FEC and no budget (selection and final evaluation, §5.3)."""
+def mean_fitness(program: Program, tasks, config: SearchConfig, seed: int,
+                 op_sets=None) -> float:
+  """Mean fitness over tasks, no FEC and no budget (selection and final evaluation, §5.3).
+
+  `op_sets` defaults to `evaluator_op_sets(config)`.
+  """
   per_task = evaluator.evaluate(
       [program], tasks, num_scalars=config.memory.num_scalars,
       num_vectors=config.memory.num_vectors, num_matrices=config.memory.num_matrices,
       dtype=config.dtype, seed=seed, max_abs_error=config.max_abs_error,
-      op_sets=evaluator_op_sets(config))
+      op_sets=op_sets or evaluator_op_sets(config))
   return float(per_task.mean())
 
 
