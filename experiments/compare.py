@@ -42,6 +42,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_enum("budget", "evaluations", ["evaluations", "train_steps"], "What every run "
                     "gets the same of: evaluated programs (the paper's measure) or train steps "
                     "(--max_train_steps, checked after each sweep as in run_search).", **kw)
+  flags.DEFINE_bool("stop_at_success", False, "End a run at the end of the sweep in which it "
+                    "first beats --success_fitness (saves time; per-program counts then stop "
+                    "there too).", **kw)
   flags.DEFINE_integer("evaluations", 0, "Programs evaluated per run, for every strategy (0 = "
                        "what --max_train_steps pays for without FEC).", lower_bound=0, **kw)
   flags.DEFINE_list("strategies", list(cmp.STRATEGIES), "Strategies to run.", **kw)
@@ -84,7 +87,7 @@ def setting_from_flags(fv: flags.FlagValues) -> tuple[cmp.Comparison, TaskCollec
   comparison = cmp.Comparison(
       config, evaluations, fv.success_fitness,
       cmp.base_program(config, program, fv.learn_only), fv.learn_only, program,
-      fv.random_search_fec, steps)
+      fv.random_search_fec, steps, fv.stop_at_success)
   return comparison, collections, seeds
 
 

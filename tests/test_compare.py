@@ -73,6 +73,13 @@ def test_train_step_budget_ends_at_a_sweep():
     compare.setting_from_flags(parse("--budget=train_steps"))
 
 
+def test_stop_at_success_ends_the_sweep():
+  comparison, collections, seeds = compare.setting_from_flags(parse("--stop_at_success",
+                                                                    "--success_fitness=0.3"))
+  run = cmp.run_search(comparison, "evolution", seeds[0], collections.search_tasks())
+  assert run.first_success <= 20 and run.evaluations == 20
+
+
 def test_runs_record_successes_and_history():
   comparison, collections, seeds = compare.setting_from_flags(parse())
   tasks = collections.search_tasks()

@@ -47,6 +47,9 @@ class Comparison:
   The budget is `evaluations` programs per run, or (with `max_train_steps`) the end of the first
   sweep of P programs by which a run has used that many train steps (the driver's rule).
 
+  With `stop_at_success` a run also ends at the end of the sweep in which it first succeeds
+  (its per-program counts then cover the programs up to there).
+
   `base` is what random programs start from (its functions with an op list are redrawn);
   `learn_only` makes evolution start from random Learns on it too. `reference` is a hand-designed
   program evaluated beside the searches. `random_search_fec` gives random search the FEC cache
@@ -62,6 +65,7 @@ class Comparison:
   reference: Program | None = None
   random_search_fec: bool = False
   max_train_steps: int | None = None
+  stop_at_success: bool = False
 
   def __post_init__(self):
     if (self.evaluations is None) == (self.max_train_steps is None):
@@ -198,12 +202,15 @@ class _Record:
       self.best, self.best_program = float(fitness[top]), programs[top]
 
 
-def finished(comparison: Comparison, num_individuals: int, train_steps: int) -> bool:
-  """Whether a run has spent its budget (train steps are checked only at the end of a sweep)."""
-  if comparison.max_train_steps is None:
-    return num_individuals >= comparison.evaluations
-  return (num_individuals > 0 and num_individuals % comparison.config.population_size == 0
-          and train_steps >= comparison.max_train_steps)
+def finished(comparison: Comparison, num_individuals: int, train_steps: int,
+             succeeded: bool = False) -> bool:
+  """Whether a run is over: its budget is spent (train steps are checked only at the end of a
+  sweep), or it succeeded and `stop_at_success` (also at the end of a sweep)."""
+  if comparison.max_train_steps is None and num_individuals >= comparison.evaluations:
+    return True
+  sweep_end = num_individuals > 0 and num_individuals % comparison.config.population_size == 0
+  spent = comparison.max_train_steps is not None and train_steps >= comparison.max_train_steps
+  return sweep_end and (spent or (succeeded and comparison.stop_at_success))
 
 
 def run_search(comparison: Comparison, strategy: str, seed: int, tasks: Sequence[Task], *,
@@ -217,7 +224,7 @@ def run_search(comparison: Comparison, strategy: str, seed: int, tasks: Sequence
   record, history = _Record(), []
   state = search.init()
   start = time.monotonic()
-  while not finished(comparison, state.num_individuals, record.steps):
+  while not finished(comparison, state.num_individuals, record.steps, record.first is not None):
     done = state.num_individuals
     children = search.ask(state, rng)[:limit - done]
     evaluation = fitness.evaluate(children)

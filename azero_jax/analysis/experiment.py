@@ -78,6 +78,7 @@ def describe(comparison: cmp.Comparison, collections: TaskCollections, seeds: Se
       "random_search_fec": comparison.random_search_fec and config.fec is not None,
       "evaluations_per_run": comparison.evaluations,
       "max_train_steps": comparison.max_train_steps,
+      "stop_at_success": comparison.stop_at_success,
       "threshold": comparison.threshold,
       "seeds": list(seeds),
       "strategies": list(strategies),

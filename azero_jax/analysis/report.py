@@ -115,6 +115,7 @@ def budget(evaluations: int | None, max_train_steps: int | None) -> str:
 def markdown(results: dict, plots: list[str] = ()) -> str:
   """results.md: the setting, the per-strategy table, the ratio, reference and baselines."""
   setting = results["setting"]
+  stop = " (and then stops at the end of its sweep)" if setting.get("stop_at_success") else ""
   lines = [f"# Evolution vs random search: `{setting['search_tasks']}`", "",
            f"Memory {setting['memory']}, initial sizes {setting['init_sizes']}, "
            f"P = {setting['population_size']}, T = {setting['tournament_size']}, "
@@ -122,7 +123,7 @@ def markdown(results: dict, plots: list[str] = ()) -> str:
            f"{budget(setting['evaluations_per_run'], setting['max_train_steps'])}, "
            f"seeds {setting['seeds']}, learning-only: {setting['learn_only']}, FEC: "
            f"{setting['fec']} (random search: {setting['random_search_fec']}). A run succeeds "
-           f"when a program's search fitness exceeds {setting['threshold']:g}.", ""]
+           f"when a program's search fitness exceeds {setting['threshold']:g}{stop}.", ""]
   lines += strategy_rows(results)
   if "ratio" in results:
     ratio = results["ratio"]
