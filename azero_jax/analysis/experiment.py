@@ -25,20 +25,23 @@ def format_seconds(seconds: float) -> str:
 class Progress:
   """Prints a line every `every` evaluations of a run, with the overall share done and an ETA.
 
-  The share counts evaluations, or train steps when `steps` (a train-step budget).
+  The share counts evaluations, or train steps when `steps` (a train-step budget); a finished
+  run counts as its whole budget `per_run` (it may have stopped early at a success).
   """
 
-  def __init__(self, total: int, every: int, write: Callable[[str], None], steps: bool = False):
-    self.total, self.every, self.write, self.steps = total, max(1, every), write, steps
-    self.finished = 0  # work of finished runs
+  def __init__(self, per_run: int, runs: int, every: int, write: Callable[[str], None],
+               steps: bool = False):
+    self.per_run, self.total = per_run, per_run * runs
+    self.every, self.write, self.steps = max(1, every), write, steps
+    self.finished = 0  # budget of finished runs
     self.start = time.monotonic()
     self.label, self.last = "", 0
 
   def begin(self, label: str) -> None:
     self.label, self.last = label, 0
 
-  def end(self, run: cmp.SearchRun) -> None:
-    self.finished += run.train_steps if self.steps else run.evaluations
+  def end(self) -> None:
+    self.finished += self.per_run
 
   def __call__(self, point: cmp.Point) -> None:
     if point.evaluations - self.last < self.every:
@@ -110,7 +113,7 @@ def run_comparison(comparison: cmp.Comparison, collections: TaskCollections,
   for strategy in strategies:
     cmp.warm_up(comparison, strategy, tasks[seeds[0]])
   per_run = comparison.max_train_steps or comparison.evaluations
-  progress = Progress(per_run * len(seeds) * len(strategies), progress_every, write,
+  progress = Progress(per_run, len(seeds) * len(strategies), progress_every, write,
                       steps=comparison.max_train_steps is not None)
   runs: dict[str, list[cmp.SearchRun]] = {strategy: [] for strategy in strategies}
   records = []
@@ -118,7 +121,7 @@ def run_comparison(comparison: cmp.Comparison, collections: TaskCollections,
     for strategy in strategies:
       progress.begin(f"{STRATEGY_NAMES[strategy]}, seed {seed} ({index + 1}/{len(seeds)})")
       run = cmp.run_search(comparison, strategy, seed, tasks[seed], report=progress)
-      progress.end(run)
+      progress.end()
       final = cmp.mean_fitness(comparison, run.best_program, final_tasks, seed)
       write(f"{STRATEGY_NAMES[strategy]}, seed {seed}: best fitness {run.best_fitness:.6f}, "
             f"final {final:.6f}, programs beating {comparison.threshold:g}: "
