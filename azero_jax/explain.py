@@ -53,97 +53,137 @@ def name(register: Register) -> str:
   return f"{register[0]}{register[1]}"
 
 
+PRODUCTS = ("SCALAR_PRODUCT", "SCALAR_VECTOR_PRODUCT")
+SUMS = ("SCALAR_SUM", "VECTOR_SUM", "MATRIX_SUM")
+
+
 def weights(program: Program) -> set[Register]:
-  """Registers Predict reads and Learn writes: the model's parameters."""
+  """Registers Predict reads and Learn updates (not merely resets to a constant): the model's
+  parameters."""
   read = {r for inst in program.predict for r in inputs(inst)}
-  written = {output(inst) for inst in program.learn}
-  return (read & written) - {FEATURES, LABEL, PREDICTION}
+  updated = {output(inst) for inst in program.learn if inst.spec.name != "SCALAR_CONST_SET"}
+  return (read & updated) - {FEATURES, LABEL, PREDICTION}
 
 
-def learning_rates(program: Program) -> set[Register]:
-  """Scalars set to a constant in Setup, never written later, and multiplied by in Learn."""
-  constants = {output(i) for i in program.setup if i.op == ops.OP_BY_NAME["SCALAR_CONST_SET"].id}
-  later = {output(i) for i in program.predict + program.learn}
-  multiplied = {r for i in program.learn if i.spec.name in ("SCALAR_PRODUCT",
-                                                            "SCALAR_VECTOR_PRODUCT")
-                for r in inputs(i)}
-  return (constants - later) & multiplied
+def rate_constants(program: Program) -> set[tuple[str, int]]:
+  """(function, position) of the scalar constants whose value is next read by a product in Learn
+  (running Setup, then Predict and Learn over and over): learning rates."""
+  order = [(c, i, inst) for c in COMPONENTS for i, inst in enumerate(program.component(c))]
+  loop = [entry for entry in order if entry[0] != "setup"]
+  found = set()
+  for index, (component, position, inst) in enumerate(order):
+    if inst.spec.name != "SCALAR_CONST_SET":
+      continue
+    register = output(inst)
+    after = order[index + 1:] + (loop if component == "setup" else loop[:index - len(
+        program.setup)])
+    for later_component, _, later in after:
+      if register in inputs(later):
+        if later_component == "learn" and later.spec.name in PRODUCTS:
+          found.add((component, position))
+        break
+      if output(later) == register:
+        break
+  return found
 
 
 def _is(tags: dict, register: Register, *kinds: str) -> bool:
-  return tags.get(register, "").split(" ")[0] in kinds
+  return tags.get(register, "") in kinds
 
 
-def annotate(inst: Instruction, tags: dict[Register, str],
-             model: set[Register]) -> tuple[str | None, str | None]:
-  """(comment, tag of the output) for one instruction, given the tags of the registers."""
+def _prediction(op: str, args: list[Register], tagged) -> str | None:
+  """The comment for an instruction that writes s1."""
+  used = [name(r) for r in tagged("weights")]
+  if op == "VECTOR_INNER_PRODUCT" and used and tagged("features"):
+    return f"prediction (weights {used[0]})"
+  if op == "VECTOR_INNER_PRODUCT" and used and tagged("hidden"):
+    return f"prediction (output weights {used[0]})"
+  if op == "SCALAR_SUM" and PREDICTION in args and used:
+    return f"prediction + bias {used[0]}"
+  return "prediction" if used or tagged("hidden") else None
+
+
+def annotate(inst: Instruction, tags: dict[Register, str]) -> tuple[str | None, str | None]:
+  """(comment, new tag of the output) for one instruction, given what the registers hold."""
   op, args, out = inst.spec.name, inputs(inst), output(inst)
   tagged = lambda *kinds: [r for r in args if _is(tags, r, *kinds)]
-  others = lambda r: [a for a in args if a != r]
+  signal = tagged("error", "gradient", "backprop", "features")
   if op == "SCALAR_DIFF" and args == [LABEL, PREDICTION]:
     return "error", "error"
   if op == "SCALAR_DIFF" and args == [PREDICTION, LABEL]:
     return "error (negated: prediction - label)", "error"
-  if op in ("SCALAR_PRODUCT", "SCALAR_VECTOR_PRODUCT") and tagged("rate") and tagged(
-      "error", "gradient", "backprop", "features"):
-    what = tags[tagged("error", "gradient", "backprop", "features")[0]].split(" ")[0]
+  if op in PRODUCTS and tagged("rate") and signal:
+    what = tags[signal[0]]
     return f"{what} x learning rate", what
   if op in ("SCALAR_VECTOR_PRODUCT", "VECTOR_OUTER_PRODUCT", "VECTOR_PRODUCT") and tagged(
       "error", "backprop") and tagged("features", "hidden"):
-    source = "features" if tagged("features") else "hidden units"
-    return f"gradient (error x {source})", "gradient"
-  if op == "SCALAR_VECTOR_PRODUCT" and tagged("error") and [r for r in args if r in model]:
+    return f"gradient (error x {'features' if tagged('features') else 'hidden units'})", \
+        "gradient"
+  if op == "SCALAR_VECTOR_PRODUCT" and tagged("error") and tagged("weights"):
     return "error sent back through the output weights", "backprop"
   if op == "VECTOR_PRODUCT" and tagged("relu'") and tagged("backprop", "error"):
     return "backpropagated error through the ReLU", "backprop"
   if op == "VECTOR_HEAVYSIDE" and tagged("pre-activation"):
     return "ReLU derivative", "relu'"
-  if op in ("VECTOR_SUM", "SCALAR_SUM", "MATRIX_SUM") and out in model and out in args:
-    step = [r for r in others(out) if _is(tags, r, "gradient", "error", "backprop")]
-    if step:
-      kind = "bias" if out[0] == ops.SCALAR else "weights"
-      return f"gradient step on the {kind} {name(out)}", f"weights {name(out)}"
+  if op in SUMS and tagged("weights") and tagged("gradient", "error", "backprop"):
+    kind = "bias" if out[0] == ops.SCALAR else "weights"
+    source = name(tagged("weights")[0])
+    target = name(out) if out in tagged("weights") else f"{source} -> {name(out)}"
+    return f"gradient step on the {kind} {target}", "weights"
+  if op == "VECTOR_SUM" and tagged("features") == args:
+    return "2 x features", "features"
+  if op in PRODUCTS and tagged("rate") and tagged("weights"):
+    return "weights scaled by a constant (decay)", "weights"
   if out == PREDICTION:
-    used = [name(r) for r in args if r in model]
-    if op == "VECTOR_INNER_PRODUCT" and FEATURES in args and used:
-      return f"prediction (weights {used[0]})", "prediction"
-    if op == "VECTOR_INNER_PRODUCT" and tagged("hidden") and used:
-      return f"prediction (output weights {used[0]})", "prediction"
-    if op == "SCALAR_SUM" and PREDICTION in args and used:
-      return f"prediction + bias {used[0]}", "prediction"
-    if used or tagged("hidden"):
-      return "prediction", "prediction"
-  if op == "MATRIX_VECTOR_PRODUCT" and FEATURES in args and [r for r in args if r in model]:
+    comment = _prediction(op, args, tagged)
+    return (comment, "prediction") if comment else (None, None)
+  if op == "MATRIX_VECTOR_PRODUCT" and tagged("weights") and tagged("features"):
     return f"hidden layer pre-activation (weights {name(args[0])})", "pre-activation"
-  if op == "VECTOR_SUM" and tagged("pre-activation") and [r for r in args if r in model]:
-    bias = [name(r) for r in args if r in model][0]
-    return f"hidden layer pre-activation + bias {bias}", "pre-activation"
+  if op == "VECTOR_SUM" and tagged("pre-activation") and tagged("weights"):
+    return f"hidden layer pre-activation + bias {name(tagged('weights')[0])}", "pre-activation"
   if op == "VECTOR_MAX" and tagged("pre-activation"):
     return "ReLU (hidden units)", "hidden"
-  if out in model and op.endswith(("GAUSSIAN_SET", "UNIFORM_SET", "CONST_SET")):
-    return f"initialise the weights {name(out)}", None
-  if op == "SCALAR_CONST_SET" and tags.get(out) == "rate":
-    return "learning rate", "rate"
   return None, None
+
+
+def comments(program: Program) -> dict[tuple[str, int], str]:
+  """The comment of each (function, position) of a dead-code-free program.
+
+  Tags follow the data flow through Setup and then Predict and Learn twice; the second pass (what
+  registers hold once training is under way) gives Predict's and Learn's comments.
+  """
+  model, rates = weights(program), rate_constants(program)
+  tags: dict[Register, str] = {FEATURES: "features", LABEL: "label"}
+  found = {}
+  for component in ("setup",) + ("predict", "learn") * 2:
+    if component != "setup":  # what Predict and Learn receive in the model's registers
+      tags.update({r: "weights" for r in model})
+    for position, inst in enumerate(program.component(component)):
+      out = output(inst)
+      if (component, position) in rates:
+        comment, tag = "learning rate", "rate"
+      elif component == "setup" and out in model:
+        comment, tag = f"initialise the weights {name(out)}", "weights"
+      else:
+        comment, tag = annotate(inst, tags)
+      if out is not None:
+        tags[out] = tag or ""
+      found[(component, position)] = comment
+  return {key: comment for key, comment in found.items() if comment}
 
 
 def explain(program: Program) -> list[str]:
   """The program's lines without dead code, with `# role` comments where a pattern matches."""
   stripped = strip_dead_code(program)
-  model, rates = weights(stripped), learning_rates(stripped)
   removed = sum(program.sizes) - sum(stripped.sizes)
   lines = [f"# {removed} of {sum(program.sizes)} instructions are dead code (removed); "
-           f"weights: {', '.join(sorted(map(name, model))) or 'none'}"]
-  tags: dict[Register, str] = {FEATURES: "features", **{r: "rate" for r in rates}}
+           f"weights: {', '.join(sorted(map(name, weights(stripped)))) or 'none'}"]
+  notes = comments(stripped)
   for component in COMPONENTS:
     lines.append(_HEADERS[component])
-    for inst in stripped.component(component):
-      comment, tag = annotate(inst, tags, model)
-      out = output(inst)
-      if out is not None:
-        tags[out] = tag or ("weights" if out in model else "")
-      text = "  " + inst.to_text()
-      lines.append(f"{text}  # {comment}" if comment else text)
+    for position, inst in enumerate(stripped.component(component)):
+      comment = notes.get((component, position))
+      lines.append(f"  {inst.to_text()}  # {comment}" if comment else f"  {inst.to_text()}")
   return lines
 
 

@@ -50,6 +50,38 @@ def Learn():
                    "v2 = v1 + v2": "gradient step on the weights v2"}
 
 
+def test_evolved_program_with_reused_registers_and_decay():
+  program = Program.from_text("""
+def Setup():
+  v1 = v0 + v0
+  v2 = v1 + v1
+def Predict():
+  s1 = dot(v0, v2)
+  v1 = s3 * v2
+def Learn():
+  v2 = v0 + v0
+  s3 = 0.999831
+  s2 = s0 - s1
+  v2 = s2 * v2
+  v2 = s3 * v2
+  s2 = 0.136581
+  v2 = s2 * v2
+  v2 = v2 + v1
+""")
+  lines = explain.explain(program)
+  assert lines[0].endswith("weights: v2")  # s3 is reset to a constant, not learned
+  assert lines[-8:] == [
+      "  v2 = v0 + v0  # 2 x features",
+      "  s3 = 0.999831  # learning rate",
+      "  s2 = s0 - s1  # error",
+      "  v2 = s2 * v2  # gradient (error x features)",
+      "  v2 = s3 * v2  # gradient x learning rate",
+      "  s2 = 0.136581  # learning rate",
+      "  v2 = s2 * v2  # gradient x learning rate",
+      "  v2 = v2 + v1  # gradient step on the weights v1 -> v2"]
+  assert "  v1 = s3 * v2  # weights scaled by a constant (decay)" in lines
+
+
 def test_neural_net_and_affine_roles():
   found = comments(explain.explain(NEURAL_NET))
   assert found["v3 = dot(m0, v0)"] == "hidden layer pre-activation (weights m0)"
