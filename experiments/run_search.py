@@ -7,6 +7,10 @@ are flag files in experiments/configs/ (demo, integration tests, baseline, paper
 
 Flags given after a --flagfile override it. Every flag is checked before anything runs; a bad one
 stops the run with one message and exit status 1.
+
+With --run_dir=DIR the run records itself in DIR (azero_jax/run_dir.py) and checkpoints there;
+SIGINT (Ctrl-C) or SIGTERM then stops it after a checkpoint with exit status 128 + the signal
+(130, 143), and the same flags plus --resume continue it with the output it would have printed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sys
 
 from absl import app, flags
 
+from azero_jax import run_dir
 from azero_jax.ops import parse_op_list
 from azero_jax.search.driver import STRATEGIES, SearchConfig, run
 from azero_jax.search.fitness import COMBINATIONS, FecSpec
@@ -84,6 +89,7 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                      "fitness exceeds this.", **kw)
   flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Evaluator precision.", **kw)
   flags.DEFINE_float("max_abs_error", 100.0, "Training stops when |error| exceeds this.", **kw)
+  run_dir.define_flags(fv)
 
 
 def _task_spec(prefix: str, fv: flags.FlagValues):
@@ -143,14 +149,20 @@ def main(argv: list[str]) -> int:
     return 1
   try:
     config = config_from_flags()
+    directory = run_dir.from_flags(config)
   except ValueError as error:
     sys.stderr.write(f"run_search: {error}\n")
     return 1
+  if directory:
+    directory.stop.install()
   try:
-    run(config)
+    run(config, hooks=directory, resume=directory.resume if directory else None)
   except DatasetError as error:
     sys.stderr.write(f"run_search: {error}\n")
     return 1
+  except run_dir.Interrupted as stop:
+    sys.stderr.write(f"run_search: {stop}; continue with the same flags and --resume\n")
+    return 128 + stop.signum
   return 0
 
 

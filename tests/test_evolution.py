@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from azero_jax.program import Program
-from azero_jax.search.driver import progress_line
+from azero_jax.search.driver import progress_line, progress_report
 from azero_jax.search.evolution import RegularizedEvolution, batch_length, tournament
 from azero_jax.search.generator import InitModel, initial_program
 from azero_jax.search.mutator import MutationType, Mutator
@@ -145,9 +145,10 @@ def test_random_search_keeps_the_best_ever_and_counts_successes():
 
 def test_progress_line_format_and_statistics():
   fitness = np.array([0.25, 0.75, 0.75])
-  line = progress_line(11000, 3.9, fitness, None)
+  line = progress_line(progress_report(11000, 3.9, fitness, None))
   assert line == ("indivs=11000, elapsed_secs=3, mean=0.583333, stdev=0.235702, "
                   "best fit=0.750000,")
-  assert progress_line(1, 0, np.ones(2), 0.5).endswith("best fit=1.000000, fec hit rate=0.5000")
+  assert progress_line(progress_report(1, 0, np.ones(2), 0.5)).endswith(
+      "best fit=1.000000, fec hit rate=0.5000")
   # Population std from E[f^2] - mean^2, clipped at 0 (no NaN from rounding).
-  assert "stdev=0.000000" in progress_line(1, 0, np.full(7, 0.1), None)
+  assert "stdev=0.000000" in progress_line(progress_report(1, 0, np.full(7, 0.1), None))

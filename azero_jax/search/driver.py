@@ -188,39 +188,126 @@ class RunResult(NamedTuple):
   seconds: float
 
 
-def progress_line(num_individuals: int, seconds: float, fitness: np.ndarray,
-                  hit_rate: float | None) -> str:
-  """The original's progress line (§8.3, §8.4), with our FEC hit rate appended."""
+class ProgressReport(NamedTuple):
+  """One progress report of a search (§8.3): the statistics of the current population."""
+
+  evaluations: int
+  elapsed_secs: float
+  mean: float
+  stdev: float
+  best: float
+  fec_hit_rate: float | None
+
+
+class SearchProgress(NamedTuple):
+  """Where a search stands after a batch was told: what continuing it needs besides the RNG."""
+
+  state: object  # EvolutionState or RandomSearchState
+  train_steps: int
+  last_printed: int | None  # individuals at the last progress report
+  seconds: float
+
+
+class ExperimentCheckpoint(NamedTuple):
+  """An experiment under way: its seeds and, once a batch was told, the search and evaluator."""
+
+  task_seed: int | None  # T_search seed (None unless randomised)
+  key_seed: int  # seed of the evaluator's PRNG key
+  progress: SearchProgress | None = None
+  evaluator: dict | None = None  # SearchEvaluator.state()
+
+
+class Snapshot(NamedTuple):
+  """Everything needed to continue a run, taken at a batch boundary or between experiments."""
+
+  seed: int
+  rng_state: dict  # the numpy Generator's bit_generator.state
+  experiments: tuple[ExperimentResult, ...]  # finished experiments
+  seconds: float  # run time so far
+  current: ExperimentCheckpoint | None  # None between experiments
+
+  @property
+  def evaluations(self) -> int:
+    """Individuals evaluated in the whole run so far."""
+    progress = self.current.progress if self.current else None
+    return (sum(e.num_individuals for e in self.experiments)
+            + (progress.state.num_individuals if progress else 0))
+
+
+class RunHooks:
+  """What a run reports besides its printed lines; these defaults do nothing.
+
+  A run directory subclasses it to log progress, save the best program and checkpoints, and to
+  stop at a boundary (by raising) after a signal.
+  """
+
+  def started(self, seed: int) -> None:
+    """The run begins (or resumes) with this seed; the data of the final tasks loaded."""
+
+  def progress(self, experiment: int, report: ProgressReport,
+               candidate: tuple[Program, float]) -> None:
+    """A progress report of experiment `experiment` (from 1) and the population's best."""
+
+  def boundary(self, evaluations: int, snapshot: Callable[[], Snapshot], force: bool) -> None:
+    """A point the run can continue from; `snapshot()` builds its state (only when needed).
+
+    `force` is set at the end of each experiment.
+    """
+
+  def best(self, experiment: int, result: ExperimentResult) -> None:
+    """Experiment `experiment` (from 1) gave the best candidate so far."""
+
+  def finished(self, result: RunResult) -> None:
+    """The run is done."""
+
+
+def progress_report(num_individuals: int, seconds: float, fitness: np.ndarray,
+                    hit_rate: float | None) -> ProgressReport:
+  """The statistics of a population's fitness (population variance, as the original)."""
   mean = float(np.mean(fitness))
   stdev = float(np.sqrt(max(0.0, float(np.mean(fitness * fitness)) - mean * mean)))
-  line = (f"indivs={num_individuals}, elapsed_secs={int(seconds)}, mean={mean:.6f}, "
-          f"stdev={stdev:.6f}, best fit={float(np.max(fitness)):.6f},")
-  return line if hit_rate is None else f"{line} fec hit rate={hit_rate:.4f}"
+  return ProgressReport(num_individuals, seconds, mean, stdev, float(np.max(fitness)), hit_rate)
+
+
+def progress_line(report: ProgressReport) -> str:
+  """The original's progress line (§8.3, §8.4), with our FEC hit rate appended."""
+  line = (f"indivs={report.evaluations}, elapsed_secs={int(report.elapsed_secs)}, "
+          f"mean={report.mean:.6f}, stdev={report.stdev:.6f}, best fit={report.best:.6f},")
+  return line if report.fec_hit_rate is None else f"{line} fec hit rate={report.fec_hit_rate:.4f}"
+
+
+def _ignore(*_) -> None:
+  pass
 
 
 def run_experiment(strategy, fitness: SearchEvaluator, rng: np.random.Generator, *,
-                   max_train_steps: int, progress_every: int, write: Callable[[str], None]):
+                   max_train_steps: int, progress_every: int, write: Callable[[str], None],
+                   resume: SearchProgress | None = None, on_progress=_ignore, on_batch=_ignore):
   """Asks, evaluates and tells until a sweep ends with the step budget spent (§8.2, §8.4).
 
-  Returns the final state and the train steps used.
+  `resume` continues from the progress an earlier `on_batch(progress)` saw: it is called after
+  every batch that does not end the search. `on_progress(report, candidate)` sees each progress
+  report. Returns the final state and the train steps used.
   """
-  start = time.monotonic()
-  state = strategy.init()
-  steps, last_printed = 0, None
+  progress = resume or SearchProgress(strategy.init(), 0, None, 0.0)
+  start = time.monotonic() - progress.seconds
+  state, steps, last_printed = progress.state, progress.train_steps, progress.last_printed
   while True:
     children = strategy.ask(state, rng)
     evaluation = fitness.evaluate(children)
     state = strategy.tell(state, children, evaluation.fitness)
     steps += evaluation.train_steps
-    if state.num_individuals % strategy.population_size:
-      continue
-    if last_printed is None or state.num_individuals >= last_printed + progress_every:
-      last_printed = state.num_individuals
-      write(progress_line(state.num_individuals, time.monotonic() - start,
-                          strategy.population_fitness(state),
-                          fitness.hit_rate if fitness.cache else None))
-    if steps >= max_train_steps:
-      return state, steps
+    if state.num_individuals % strategy.population_size == 0:
+      if last_printed is None or state.num_individuals >= last_printed + progress_every:
+        last_printed = state.num_individuals
+        report = progress_report(state.num_individuals, time.monotonic() - start,
+                                 strategy.population_fitness(state),
+                                 None if fitness.cache is None else fitness.hit_rate)
+        write(progress_line(report))
+        on_progress(report, strategy.candidate(state))
+      if steps >= max_train_steps:
+        return state, steps
+    on_batch(SearchProgress(state, steps, last_printed, time.monotonic() - start))
 
 
 def mean_fitness(program: Program, tasks, config: SearchConfig, seed: int,
@@ -237,28 +324,90 @@ def mean_fitness(program: Program, tasks, config: SearchConfig, seed: int,
   return float(per_task.mean())
 
 
-def run(config: SearchConfig, write: Callable[[str], None] = print) -> RunResult:
-  """Runs the experiments of §8.5 and returns the best program and its fitnesses."""
-  run_start = time.monotonic()
-  seed = config.random_seed or int(time.time_ns() % _SEED_RANGE) or 1
+def best_so_far(experiments) -> ExperimentResult | None:
+  """The experiment with the best select fitness; a later one wins ties (as the original)."""
+  best = None
+  for experiment in experiments:
+    if best is None or experiment.select_fitness >= best.select_fitness:
+      best = experiment
+  return best
+
+
+def finished(config: SearchConfig, experiments) -> bool:
+  """Whether the run stops after these experiments (sufficient fitness or max experiments)."""
+  best = best_so_far(experiments)
+  return best is not None and (
+      (config.sufficient_fitness is not None and best.select_fitness > config.sufficient_fitness)
+      or bool(config.max_experiments and len(experiments) >= config.max_experiments))
+
+
+def search_experiment(config: SearchConfig, strategy, collections: TaskCollections,
+           rng: np.random.Generator, current: ExperimentCheckpoint, write: Callable[[str], None],
+           on_progress, on_boundary):
+  """Runs (or continues) the search of one experiment on T_search.
+
+  `on_boundary(evaluations, checkpoint)` gets the experiment's individuals so far and a function
+  returning its `ExperimentCheckpoint`. Returns the final state, the train steps and the evaluator.
+  """
+  fitness = search_evaluator(config, collections.search_tasks(current.task_seed),
+                             jax.random.key(current.key_seed))
+  if current.evaluator is not None:
+    fitness.restore(current.evaluator)
+  on_batch = lambda progress: on_boundary(
+      progress.state.num_individuals,
+      lambda: current._replace(progress=progress, evaluator=fitness.state()))
+  state, steps = run_experiment(
+      strategy, fitness, rng, max_train_steps=config.max_train_steps,
+      progress_every=config.progress_every, write=write, resume=current.progress,
+      on_progress=on_progress, on_batch=on_batch)
+  return state, steps, fitness
+
+
+def run(config: SearchConfig, write: Callable[[str], None] = print,
+        hooks: RunHooks | None = None, resume: Snapshot | None = None) -> RunResult:
+  """Runs the experiments of §8.5 and returns the best program and its fitnesses.
+
+  `hooks` sees the progress, the boundaries the run can continue from and the result; `resume`
+  continues from a snapshot taken at such a boundary, with the same output from there on.
+  """
+  hooks = hooks or RunHooks()
+  run_start = time.monotonic() - (resume.seconds if resume else 0.0)
+  seed = resume.seed if resume else config.random_seed or int(time.time_ns() % _SEED_RANGE) or 1
   write(f"Random seed = {seed}")
   write(device.describe())
   rng = np.random.default_rng(seed)
+  if resume:
+    rng.bit_generator.state = resume.rng_state
   collections = TaskCollections(config.search_tasks, config.select_tasks, config.final_tasks,
                                 config.randomize_task_seeds)
   final_tasks = collections.final_tasks()  # built first: a data problem shows before the search
+  hooks.started(seed)
   strategy = make_strategy(config)
   draw_seed = lambda: int(rng.integers(1, _SEED_RANGE))
-  best: tuple[Program, float] | None = None
-  experiments = []
-  while True:
-    experiment_start = time.monotonic()
-    search_tasks = collections.search_tasks(draw_seed() if config.randomize_task_seeds else None)
-    fitness = search_evaluator(config, search_tasks, jax.random.key(draw_seed()))
-    kind = "evolution" if config.strategy == "evolution" else "random search"
-    write(f"Running {kind} experiment (on the T_search tasks)...")
-    state, steps = run_experiment(strategy, fitness, rng, max_train_steps=config.max_train_steps,
-                                  progress_every=config.progress_every, write=write)
+  experiments = list(resume.experiments) if resume else []
+  current = resume.current if resume else None
+  kind = "evolution" if config.strategy == "evolution" else "random search"
+
+  def on_boundary(evaluations: int, checkpoint: Callable[[], ExperimentCheckpoint | None],
+                  force: bool = False) -> None:
+    """Offers the hooks a point to continue from; they build the snapshot only if they save it."""
+    hooks.boundary(sum(e.num_individuals for e in experiments) + evaluations,
+                   lambda: Snapshot(seed, rng.bit_generator.state, tuple(experiments),
+                                    time.monotonic() - run_start, checkpoint()), force)
+
+  on_progress = lambda report, candidate: hooks.progress(len(experiments) + 1, report, candidate)
+  while not finished(config, experiments):
+    if current is None:
+      current = ExperimentCheckpoint(draw_seed() if config.randomize_task_seeds else None,
+                                     draw_seed())
+      write(f"Running {kind} experiment (on the T_search tasks)...")
+    else:
+      write(f"Resuming {kind} experiment {len(experiments) + 1} at "
+            f"{current.progress.state.num_individuals} individuals (on the T_search tasks)...")
+    experiment_start = time.monotonic() - (current.progress.seconds if current.progress else 0)
+    state, steps, fitness = search_experiment(config, strategy, collections, rng, current, write,
+                                              on_progress, on_boundary)
+    current = None
     write("Experiment done. Retrieving candidate algorithm.")
     candidate, search_fitness = strategy.candidate(state)
     if config.strategy == "random":
@@ -272,18 +421,18 @@ def run(config: SearchConfig, write: Callable[[str], None] = print) -> RunResult
     experiments.append(ExperimentResult(candidate, search_fitness, select_fitness,
                                         state.num_individuals, steps, fitness.hit_rate,
                                         time.monotonic() - experiment_start))
-    if best is None or select_fitness >= best[1]:
-      best = (candidate, select_fitness)
+    if best_so_far(experiments) is experiments[-1]:
       write("Select fitness is the best so far. ")
-    if config.sufficient_fitness is not None and best[1] > config.sufficient_fitness:
-      break
-    if config.max_experiments and len(experiments) >= config.max_experiments:
-      break
+      hooks.best(len(experiments), experiments[-1])
+    on_boundary(0, lambda: None, True)
+  best = best_so_far(experiments)
   write("")
   write("Final evaluation of best algorithm (on unseen tasks)...")
-  final_fitness = mean_fitness(best[0], final_tasks, config, draw_seed())
+  final_fitness = mean_fitness(best.candidate, final_tasks, config, draw_seed())
   write(f"Final evaluation fitness (on unseen data) = {final_fitness:.6f}")
   write("Algorithm found: ")
-  write(best[0].to_text())
-  return RunResult(seed, best[0], best[1], final_fitness, experiments,
-                   time.monotonic() - run_start)
+  write(best.candidate.to_text())
+  result = RunResult(seed, best.candidate, best.select_fitness, final_fitness, experiments,
+                     time.monotonic() - run_start)
+  hooks.finished(result)
+  return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Hashable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +35,16 @@ def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) ->
   errors = np.where(np.isnan(errors), np.nan, errors)
   rows = np.ascontiguousarray(np.concatenate([header.view(np.float64), errors], axis=1))
   return rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel().tolist()
+
+
+class FecState(NamedTuple):
+  """A cache's contents for a checkpoint: entries from least to most recently used."""
+
+  keys: list[bytes]
+  fitness: np.ndarray  # [n] float64
+  counts: np.ndarray  # [n] int64
+  hits: int
+  misses: int
 
 
 class FecCache:
@@ -124,3 +135,17 @@ class FecCache:
     """Hits / lookups so far (0 before any lookup)."""
     lookups = self.hits + self.misses
     return self.hits / lookups if lookups else 0.0
+
+  def state(self) -> FecState:
+    """The entries in LRU order and the hit counters (called between batches, when every entry
+    holds a fitness)."""
+    values = list(self._entries.values())
+    return FecState(list(self._entries), np.array([v[0] for v in values], dtype=np.float64),
+                    np.array([v[1] for v in values], dtype=np.int64), self.hits, self.misses)
+
+  def restore(self, state: FecState) -> None:
+    """Replaces the contents with a saved state."""
+    self._entries = collections.OrderedDict(
+        (key, [float(fitness), int(count)])
+        for key, fitness, count in zip(state.keys, state.fitness, state.counts))
+    self.hits, self.misses = int(state.hits), int(state.misses)

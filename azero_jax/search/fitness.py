@@ -142,6 +142,21 @@ class SearchEvaluator:
     """FEC hits / lookups in this experiment (0 without FEC)."""
     return self.cache.hit_rate if self.cache else 0.0
 
+  def state(self) -> dict:
+    """What resuming the search needs: the counters, the full-run PRNG call count and the FEC
+    cache. The fingerprint memo is left out: it only spares recomputing deterministic runs."""
+    return {"calls": self._calls, "full_evaluations": self.full_evaluations,
+            "fingerprint_runs": self.fingerprint_runs,
+            "cache": None if self.cache is None else self.cache.state()}
+
+  def restore(self, state: dict) -> None:
+    """Continues from `state()` of an evaluator built with the same tasks, key and settings."""
+    self._calls = int(state["calls"])
+    self.full_evaluations = int(state["full_evaluations"])
+    self.fingerprint_runs = int(state["fingerprint_runs"])
+    if self.cache is not None:
+      self.cache.restore(state["cache"])
+
   def evaluate(self, programs: Sequence[Program]) -> Evaluation:
     """Combined fitness of each program and the train steps used."""
     if len(programs) > self.bucket:

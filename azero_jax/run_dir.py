@@ -1,0 +1,249 @@
+"""The run directory of a search (--run_dir): what a run was, how it went, and how to continue it.
+
+  flags.txt         the flags given (without --resume / --overwrite), usable as a --flagfile
+  run.json          library and JAX versions, device, command line, start time, seed; each resume
+  progress.jsonl    one JSON object per progress report: experiment, evaluations, elapsed_secs,
+                    mean, stdev, best, fec_hit_rate
+  best_program.txt  the best program so far (a `#` header says which; readable by Program.from_text)
+  result.json       the final result: seed, experiments, select and final fitness, the program
+  checkpoints/      ckpt-<n>.npz, the newest two (azero_jax.search.checkpoint)
+
+Files are replaced atomically; progress.jsonl is appended to a line at a time, and a resumed run
+cuts it back to the lines its checkpoint had logged, so it ends as an uninterrupted run's would
+(elapsed_secs aside). Nothing is written before every flag is checked, and an existing non-empty
+directory is refused unless --resume or --overwrite says what to do with it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import jax
+from absl import flags
+
+import azero_jax
+from azero_jax import device
+from azero_jax.program import Program
+from azero_jax.search import checkpoint
+from azero_jax.search.driver import (
+  ExperimentResult,
+  ProgressReport,
+  RunHooks,
+  RunResult,
+  SearchConfig,
+  Snapshot,
+)
+
+FILES = ("flags.txt", "run.json", "progress.jsonl", "best_program.txt", "result.json")
+CHECKPOINTS = "checkpoints"
+RUN_DIR_FLAGS = ("checkpoint_every", "checkpoint_every_secs", "resume", "overwrite")
+_NOT_RECORDED = ("flagfile", "resume", "overwrite")
+
+
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines --run_dir, --checkpoint_every, --checkpoint_every_secs, --resume and --overwrite."""
+  kw = {"flag_values": fv}
+  flags.DEFINE_string("run_dir", None, "Run directory: flags, run facts, progress log, best "
+                      "program, result and checkpoints (none: print only).", **kw)
+  flags.DEFINE_integer("checkpoint_every", 0, "Checkpoint after this many evaluations (0 = "
+                       "only by time, at the end of each experiment and on a signal).", **kw)
+  flags.DEFINE_float("checkpoint_every_secs", 300.0, "Checkpoint after this many seconds (0 = "
+                     "only by evaluations, at the end of each experiment and on a signal).", **kw)
+  flags.DEFINE_bool("resume", False, "Continue the run found in --run_dir from its newest "
+                    "readable checkpoint (give the run's flags, e.g. --flagfile=RUN_DIR/"
+                    "flags.txt).", **kw)
+  flags.DEFINE_bool("overwrite", False, "Replace the run in a non-empty --run_dir.", **kw)
+
+
+class Interrupted(Exception):
+  """A signal stopped the run after it wrote a checkpoint."""
+
+  def __init__(self, signum: int, path: Path):
+    super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint {path}")
+    self.signum = signum
+    self.path = path
+
+
+class StopSignals:
+  """SIGINT and SIGTERM ask the run to stop: it checkpoints at the next boundary and ends. A
+  second signal ends the process at once (the checkpoints already written stay valid)."""
+
+  def __init__(self):
+    self.signum: int | None = None
+
+  def install(self) -> None:
+    """Handles SIGINT and SIGTERM in this process from now on."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(signum, self._handle)
+
+  def _handle(self, signum, _frame) -> None:
+    if self.signum is not None:
+      signal.signal(signum, signal.SIG_DFL)
+      os.kill(os.getpid(), signum)
+      return
+    self.signum = signum
+    print(f"run_search: {signal.Signals(signum).name}: stopping at the next batch boundary after "
+          "a checkpoint (signal again to stop at once)", file=sys.stderr, flush=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+  checkpoint.write_atomic(path, lambda file: file.write(text.encode()))
+
+
+def _write_json(path: Path, record: dict) -> None:
+  _write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def flags_text(fv: flags.FlagValues) -> str:
+  """The flags given on the command line or in flag files, one per line, as a flag file."""
+  lines = [fv[name].serialize() for name in sorted(fv)
+           if fv[name].name == name and fv[name].present and name not in _NOT_RECORDED]
+  return "# Flags of this run: rerun or resume with --flagfile=<this file>.\n" + "\n".join(
+      lines) + "\n"
+
+
+def check_path(path: Path, *, resume: bool, overwrite: bool) -> None:
+  """Raises ValueError unless a run can be written (or resumed) in `path`; writes nothing."""
+  if resume and overwrite:
+    raise ValueError("--resume and --overwrite exclude each other")
+  if path.exists() and not path.is_dir():
+    raise ValueError(f"--run_dir: {path} is not a directory")
+  if resume and not checkpoint.checkpoints(path / CHECKPOINTS):
+    raise ValueError(f"--resume: no checkpoint in {path / CHECKPOINTS}: nothing to resume")
+  if not resume and not overwrite and path.is_dir() and any(path.iterdir()):
+    raise ValueError(f"--run_dir: {path} is not empty: pass --resume to continue its run or "
+                     "--overwrite to replace it")
+  existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f"--run_dir: cannot write in {existing}")
+
+
+def from_flags(config: SearchConfig, fv: flags.FlagValues = flags.FLAGS) -> RunDirectory | None:
+  """The run directory the flags ask for (None without --run_dir), checked and, with --resume,
+  its checkpoint loaded; nothing is written yet. Raises ValueError naming the flag at fault."""
+  for name in ("checkpoint_every", "checkpoint_every_secs"):
+    if fv[name].value < 0:
+      raise ValueError(f"--{name} must be >= 0, got {fv[name].value}")
+  if not fv.run_dir:
+    given = [name for name in RUN_DIR_FLAGS if fv[name].present]
+    if given:
+      raise ValueError(f"--{given[0]} needs --run_dir")
+    return None
+  path = Path(fv.run_dir)
+  check_path(path, resume=fv.resume, overwrite=fv.overwrite)
+  loaded = checkpoint.load_latest(path / CHECKPOINTS, config) if fv.resume else None
+  return RunDirectory(path, config, flags_text=flags_text(fv), loaded=loaded,
+                      overwrite=fv.overwrite, every=fv.checkpoint_every,
+                      every_secs=fv.checkpoint_every_secs)
+
+
+class RunDirectory(RunHooks):
+  """Writes a run's files as the driver reports to it, checkpoints at its boundaries and stops
+  the run (raising `Interrupted`) after a checkpoint once `stop` has seen a signal."""
+
+  def __init__(self, path: Path, config: SearchConfig, *, flags_text: str,
+               loaded: checkpoint.Loaded | None = None, overwrite: bool = False, every: int = 0,
+               every_secs: float = 0.0):
+    self.path = Path(path)
+    self.config = config
+    self.flags_text = flags_text
+    self.loaded = loaded
+    self.overwrite = overwrite
+    self.every, self.every_secs = every, every_secs
+    self.stop = StopSignals()
+    self.progress_lines = loaded.extra["progress_lines"] if loaded else 0
+    self.selected = bool(loaded and loaded.snapshot.experiments)  # a candidate was selected
+    self.saved_evaluations = loaded.snapshot.evaluations if loaded else 0
+    self.saved_time = time.monotonic()
+    self.last_checkpoint = loaded.path if loaded else None
+    self._candidate: Program | None = None
+
+  @property
+  def resume(self) -> Snapshot | None:
+    """The snapshot to continue from (None for a new run)."""
+    return self.loaded.snapshot if self.loaded else None
+
+  def started(self, seed: int) -> None:
+    """Creates the directory (or takes over the resumed one) and records the run."""
+    facts = {"time": _now(), "command": sys.argv, "device": device.describe()}
+    self.saved_time = time.monotonic()
+    if self.loaded:
+      lines = (self.path / "progress.jsonl").read_text().splitlines(keepends=True)
+      _write_text(self.path / "progress.jsonl", "".join(lines[:self.progress_lines]))
+      record = json.loads((self.path / "run.json").read_text())
+      record.setdefault("resumes", []).append({**facts, "checkpoint": str(self.loaded.path)})
+      _write_json(self.path / "run.json", record)
+      return
+    if self.overwrite:
+      self._clear()
+    self.path.mkdir(parents=True, exist_ok=True)
+    _write_text(self.path / "flags.txt", self.flags_text)
+    (self.path / "progress.jsonl").touch()
+    _write_json(self.path / "run.json", {
+        "library_version": azero_jax.__version__, "jax_version": jax.__version__, "seed": seed,
+        **facts})
+
+  def _clear(self) -> None:
+    """Deletes the files of an earlier run (only those: nothing else in the directory)."""
+    for name in FILES:
+      (self.path / name).unlink(missing_ok=True)
+    shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
+
+  def progress(self, experiment: int, report: ProgressReport,
+               candidate: tuple[Program, float]) -> None:
+    """Appends the report to progress.jsonl; before any selection, the candidate is the best."""
+    record = {"experiment": experiment, **report._asdict(),
+              "elapsed_secs": round(report.elapsed_secs, 3)}
+    with open(self.path / "progress.jsonl", "a") as file:
+      file.write(json.dumps(record) + "\n")
+    self.progress_lines += 1
+    program, fitness = candidate
+    if not self.selected and program != self._candidate:
+      self._candidate = program
+      self._write_best(f"# The best of experiment {experiment} at {report.evaluations} "
+                       f"individuals: search fitness {fitness:.6f} (not yet selected)", program)
+
+  def best(self, experiment: int, result: ExperimentResult) -> None:
+    """Saves the new best candidate."""
+    self.selected = True
+    self._write_best(f"# The best so far: the candidate of experiment {experiment}, select "
+                     f"fitness {result.select_fitness:.6f}, search fitness "
+                     f"{result.search_fitness:.6f}", result.candidate)
+
+  def _write_best(self, header: str, program: Program) -> None:
+    _write_text(self.path / "best_program.txt", f"{header}\n{program.to_text()}")
+
+  def boundary(self, evaluations: int, snapshot, force: bool) -> None:
+    """Checkpoints when forced, asked to stop, or when the evaluations or seconds are due; then
+    stops the run if a signal asked for it."""
+    due = (force or self.stop.signum is not None
+           or (self.every and evaluations >= self.saved_evaluations + self.every)
+           or (self.every_secs and time.monotonic() >= self.saved_time + self.every_secs))
+    if due:
+      self.last_checkpoint = checkpoint.save(self.path / CHECKPOINTS, snapshot(), self.config,
+                                             {"progress_lines": self.progress_lines})
+      self.saved_evaluations, self.saved_time = evaluations, time.monotonic()
+    if self.stop.signum is not None:
+      raise Interrupted(self.stop.signum, self.last_checkpoint)
+
+  def finished(self, result: RunResult) -> None:
+    """Writes result.json."""
+    _write_json(self.path / "result.json", {
+        "seed": result.seed, "select_fitness": result.select_fitness,
+        "final_fitness": result.final_fitness, "seconds": round(result.seconds, 3),
+        "experiments": [{"search_fitness": e.search_fitness, "select_fitness": e.select_fitness,
+                         "individuals": e.num_individuals, "train_steps": e.train_steps,
+                         "fec_hit_rate": e.hit_rate, "seconds": round(e.seconds, 3)}
+                        for e in result.experiments],
+        "program": result.best_program.to_text()})
