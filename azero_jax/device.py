@@ -19,6 +19,23 @@ def configure_host_devices() -> None:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+def configure_compilation_cache() -> None:
+  """Keeps compiled evaluators on disk, so a run after the first skips most compilation.
+
+  JAX's persistent compilation cache in $AZERO_JAX_CACHE_DIR (default ~/.cache/azero_jax/jax;
+  set it empty to turn the cache off). A user's own JAX_COMPILATION_CACHE_DIR takes precedence.
+  """
+  import jax
+
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return
+  folder = os.environ.get("AZERO_JAX_CACHE_DIR",
+                          os.path.join(os.path.expanduser("~"), ".cache", "azero_jax", "jax"))
+  if folder:
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def describe() -> str:
   """One line naming the device the evaluator uses, e.g. ``device: cpu (2 host devices)``."""
   import jax

@@ -83,10 +83,10 @@ def _run_component(config: Config, which: int, component: PackedComponent, count
   kind_index = {kind: position for position, kind in enumerate(ops.KINDS)}
 
   def body(slot, memory):
-    op = component.op[slot]
-    addresses = (component.in1[slot], component.in2[slot])
-    out = component.out[slot]
-    data = (component.activation[slot].astype(dtype), *component.floats[slot])
+    row = PackedComponent(component.table[slot], None)
+    op, out = row.op, row.out
+    addresses = (row.in1, row.in2)
+    data = (row.activation.astype(dtype), *row.floats)
     operand = {(position, kind): memory[kind_index[kind]][addresses[position]]
                for position, kind in reads}
     old = {kind: memory[kind_index[kind]][out] for kind in writes}
@@ -227,12 +227,14 @@ def _evaluate_lane(config: Config, program: PackedPopulation, counts, task: Task
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
-def _evaluate_batch(config: Config, programs: PackedPopulation, counts, tasks: TaskBatch,
+def _evaluate_batch(config: Config, tables, counts, tasks: TaskBatch,
                     key, paired: bool = False) -> LaneResult:
   """Lanes [P programs] x [T tasks], or [P] pairs (program i on task i) when `paired`.
 
-  The task index is folded into the key, so identical programs get identical random draws.
+  `tables` holds the Setup, Predict and Learn tables of a PackedPopulation. The task index is
+  folded into the key, so identical programs get identical random draws.
   """
+  programs = PackedPopulation(*(PackedComponent(table, None) for table in tables))
   task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(tasks.y_train.shape[0]))
   if paired:
     return jax.vmap(_evaluate_lane, in_axes=(None, 0, None, 0, 0))(
@@ -251,12 +253,6 @@ def bucket(n: int, minimum: int = 1) -> int:
   return max(minimum, 1 << max(0, int(n - 1).bit_length()))
 
 
-def _device_tasks(tasks: TaskBatch, dtype) -> TaskBatch:
-  floats = {"x_train", "y_train", "x_valid", "y_valid"}
-  return TaskBatch(*(jnp.asarray(value, dtype if name in floats else jnp.int32)
-                     for name, value in zip(TaskBatch._fields, tasks)))
-
-
 @functools.cache
 def _shardings(num_devices: int):
   """(split along the first axis, replicated) over all devices of the default backend."""
@@ -264,15 +260,31 @@ def _shardings(num_devices: int):
   return NamedSharding(mesh, PartitionSpec("lanes")), NamedSharding(mesh, PartitionSpec())
 
 
-def _place(packed: PackedPopulation, tasks: TaskBatch, paired: bool):
-  """Splits the population over the devices (every CPU core is one) when it divides evenly."""
+def _split(size: int):
+  """The sharding that splits `size` lanes over all devices, or None (one device, or uneven)."""
   num_devices = jax.device_count()
-  if num_devices < 2 or packed.size % num_devices:
-    return jax.tree.map(jnp.asarray, packed), tasks
-  split, replicated = _shardings(num_devices)
-  packed = jax.tree.map(lambda a: jax.device_put(a, split), packed)
-  tasks = jax.tree.map(lambda a: jax.device_put(a, split if paired else replicated), tasks)
-  return packed, tasks
+  return None if num_devices < 2 or size % num_devices else _shardings(num_devices)[0]
+
+
+def place_tasks(tasks: TaskBatch, dtype: str, paired: bool = False) -> TaskBatch:
+  """Tasks as device arrays in the evaluator's dtype, for reuse across `run_packed` calls.
+
+  Replicated over all devices (split like the population when `paired`). Placing a search's
+  tasks once saves a host-to-device copy per call.
+  """
+  floats = {"x_train", "y_train", "x_valid", "y_valid"}
+  tasks = TaskBatch(*(np.asarray(value, DTYPES[dtype] if name in floats else np.int32)
+                      for name, value in zip(TaskBatch._fields, tasks)))
+  num_devices = jax.device_count()
+  sharding = _split(tasks.x_train.shape[0]) if paired else (
+      _shardings(num_devices)[1] if num_devices > 1 else None)
+  return jax.device_put(tasks, sharding)
+
+
+def _placed(tasks: TaskBatch, dtype: str, paired: bool) -> bool:
+  """Whether `tasks` came from `place_tasks` with this dtype."""
+  return isinstance(tasks.x_train, jax.Array) and tasks.x_train.dtype == DTYPES[dtype] and (
+      paired or jax.device_count() < 2 or len(tasks.x_train.sharding.device_set) > 1)
 
 
 def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
@@ -280,11 +292,14 @@ def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
   """Evaluates a packed population; device arrays [P, T] (or [P] when `paired`).
 
   The population is split over all devices when its size is a multiple of the device count.
+  `tasks` may be host arrays or, faster for repeated calls, the result of `place_tasks`.
   """
   if counts is None:
     counts = tuple(int(c.length.max(initial=0)) for c in packed)
-  programs, tasks = _place(packed, _device_tasks(tasks, DTYPES[config.dtype]), paired)
-  return _evaluate_batch(config, programs, jnp.asarray(counts, jnp.int32), tasks, key, paired)
+  if not _placed(tasks, config.dtype, paired):
+    tasks = place_tasks(tasks, config.dtype, paired)
+  tables = jax.device_put(tuple(component.table for component in packed), _split(packed.size))
+  return _evaluate_batch(config, tables, np.asarray(counts, np.int32), tasks, key, paired)
 
 
 def pack_population(programs: Sequence[Program], widths=None,

@@ -75,7 +75,7 @@ class Program:
   def __post_init__(self):
     for name in COMPONENTS:
       instructions = getattr(self, name)
-      if type(instructions) is not tuple or not all(type(i) is Instruction for i in instructions):
+      if type(instructions) is not tuple or {*map(type, instructions)} - {Instruction}:
         object.__setattr__(self, name, tuple(Instruction(*i) for i in instructions))
 
   def component(self, name: str) -> tuple[Instruction, ...]:
@@ -208,15 +208,39 @@ def parse_program(text: str) -> Program:
 
 
 class PackedComponent(NamedTuple):
-  """One component function of a population as padded arrays (padding is NO_OP)."""
+  """One component function of a population as one padded table (padding is NO_OP).
 
-  op: np.ndarray  # [P, L] int32
-  in1: np.ndarray  # [P, L] int32
-  in2: np.ndarray  # [P, L] int32
-  out: np.ndarray  # [P, L] int32
-  activation: np.ndarray  # [P, L] float64
-  floats: np.ndarray  # [P, L, 3] float32: f0, f1, f2
-  length: np.ndarray  # [P] int32, the unpadded length
+  `table` [P, L, 8] float64 holds op, in1, in2, out, activation, f0, f1, f2 per slot (one array,
+  so a population reaches the device in few transfers); `length` [P] int32 the unpadded lengths.
+  The named fields below read the table, for NumPy and traced arrays alike.
+  """
+
+  table: np.ndarray
+  length: np.ndarray | None
+
+  @property
+  def op(self):
+    return self.table[..., 0].astype(np.int32)
+
+  @property
+  def in1(self):
+    return self.table[..., 1].astype(np.int32)
+
+  @property
+  def in2(self):
+    return self.table[..., 2].astype(np.int32)
+
+  @property
+  def out(self):
+    return self.table[..., 3].astype(np.int32)
+
+  @property
+  def activation(self):
+    return self.table[..., 4]
+
+  @property
+  def floats(self):
+    return self.table[..., 5:8].astype(np.float32)
 
 
 class PackedPopulation(NamedTuple):
@@ -226,7 +250,7 @@ class PackedPopulation(NamedTuple):
 
   @property
   def size(self) -> int:
-    return self.setup.op.shape[0]
+    return self.setup.table.shape[0]
 
 
 def pack_component(instruction_lists: Sequence[Sequence[Instruction]],
@@ -242,10 +266,7 @@ def pack_component(instruction_lists: Sequence[Sequence[Instruction]],
     length[row] = len(instructions)
     if instructions:
       table[row, :len(instructions)] = np.asarray(instructions, dtype=np.float64)
-  ints = table[..., :4].astype(np.int32)
-  return PackedComponent(op=ints[..., 0], in1=ints[..., 1], in2=ints[..., 2], out=ints[..., 3],
-                         activation=table[..., 4].copy(),
-                         floats=table[..., 5:8].astype(np.float32), length=length)
+  return PackedComponent(table, length)
 
 
 def pack(programs: Sequence[Program], widths: Sequence[int]) -> PackedPopulation:
@@ -256,14 +277,9 @@ def pack(programs: Sequence[Program], widths: Sequence[int]) -> PackedPopulation
 
 def unpack(packed: PackedPopulation) -> list[Program]:
   """Inverse of `pack` (padding is dropped by length)."""
-  programs = []
-  for index in range(packed.size):
-    parts = {}
-    for name, comp in zip(COMPONENTS, packed):
-      parts[name] = tuple(
-          Instruction(int(comp.op[index, j]), int(comp.in1[index, j]), int(comp.in2[index, j]),
-                      int(comp.out[index, j]), float(comp.activation[index, j]),
-                      *(float(f) for f in comp.floats[index, j]))
-          for j in range(comp.length[index]))
-    programs.append(Program(**parts))
-  return programs
+  def instructions(component: PackedComponent, index: int) -> tuple[Instruction, ...]:
+    rows = component.table[index, :component.length[index]]
+    return tuple(Instruction(*map(int, row[:4]), *map(float, row[4:])) for row in rows)
+
+  return [Program(*(instructions(component, index) for component in packed))
+          for index in range(packed.size)]

@@ -30,17 +30,19 @@ _OP_REGISTERS = tuple(
     for op in ops.OPS)
 
 
-_MASK_CACHE: dict[Instruction, tuple[int, int]] = {}
+_MASK_CACHE: dict[tuple[int, int, int, int], tuple[int, int]] = {}
 _MASK_CACHE_SIZE = 1 << 16
 
 
 def _masks(inst: Instruction) -> tuple[int, int]:
-  """(bit written, bits read) of an instruction, memoised (instructions recur across children)."""
-  masks = _MASK_CACHE.get(inst)
+  """(bit written, bits read) of an instruction, memoised by op and addresses (constants play no
+  part, so the entries recur across children)."""
+  registers = inst[:4]  # op, in1, in2, out
+  masks = _MASK_CACHE.get(registers)
   if masks is None:
     if len(_MASK_CACHE) >= _MASK_CACHE_SIZE:
       _MASK_CACHE.clear()
-    masks = _MASK_CACHE[inst] = _compute_masks(inst)
+    masks = _MASK_CACHE[registers] = _compute_masks(inst)
   return masks
 
 
@@ -78,8 +80,7 @@ def _live(masks: list[tuple[int, int]], live: int) -> list[int]:
 
 def _live_lists(program: Program) -> tuple[list[int], list[int], list[int]]:
   """Live positions (descending) of Setup, Predict and Learn."""
-  cached = _MASK_CACHE.get
-  setup, predict, learn = ([cached(inst) or _masks(inst) for inst in instructions]
+  setup, predict, learn = ([_masks(inst) for inst in instructions]
                            for instructions in (program.setup, program.predict, program.learn))
   # Registers live at the start of Predict / Learn, iterated to the fixed point. The harness
   # writes v0 and s0 before each, so those never carry over.

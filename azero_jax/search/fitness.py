@@ -86,7 +86,7 @@ class _Group(NamedTuple):
 
   indices: np.ndarray  # positions in T_search
   config: evaluator.Config
-  tasks: TaskBatch
+  tasks: TaskBatch  # on the devices (evaluator.place_tasks)
   fingerprint_config: evaluator.Config | None
   fingerprint_tasks: TaskBatch | None
 
@@ -134,8 +134,9 @@ class SearchEvaluator:
         short = stack_tasks([fingerprint_task(self.tasks[i], fec.num_train_examples,
                                               fec.num_valid_examples) for i in indices])
         short_config = config(eval_type, short.ragged, True)
-      self._groups.append(_Group(np.array(indices), config(eval_type, full.ragged, False), full,
-                                 short_config, short))
+        short = evaluator.place_tasks(short, dtype)
+      self._groups.append(_Group(np.array(indices), config(eval_type, full.ragged, False),
+                                 evaluator.place_tasks(full, dtype), short_config, short))
 
   @property
   def hit_rate(self) -> float:
