@@ -1,0 +1,199 @@
+"""The run directory (azero_jax/run_dir.py) and the launcher's --run_dir, --resume and signals."""
+
+import json
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from absl import flags
+
+from azero_jax import run_dir
+from azero_jax.program import Program
+from azero_jax.search import checkpoint
+from azero_jax.search.driver import run
+from experiments import run_search
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# About 13,000 individuals in ~5 s of search after ~2 s of compiling.
+FLAGS = (f"--flagfile={ROOT}/experiments/configs/integration_linear.flags",
+         "--population_size=40", "--batch_size=20", "--progress_every=400",
+         "--max_train_steps=4000000", "--random_seed=7",
+         "--select_task=linear:features=4,num_tasks=2,num_train_examples=50,num_valid_examples=50",
+         "--final_task=linear:features=4,num_tasks=2,num_train_examples=50,num_valid_examples=50")
+
+
+def parse(*args):
+  fv = flags.FlagValues()
+  run_search.define_flags(fv)
+  fv(["run_search", *FLAGS, *args])
+  return fv
+
+
+def directory(*args):
+  fv = parse(*args)
+  return run_dir.from_flags(run_search.config_from_flags(fv), fv)
+
+
+def test_flags_are_checked_before_anything_is_written(tmp_path):
+  (tmp_path / "old").mkdir()
+  (tmp_path / "old" / "notes.txt").write_text("mine")
+  with pytest.raises(ValueError, match="is not empty: pass --resume .* or --overwrite"):
+    directory(f"--run_dir={tmp_path / 'old'}")
+  with pytest.raises(ValueError, match="--resume and --overwrite exclude each other"):
+    directory(f"--run_dir={tmp_path / 'old'}", "--resume", "--overwrite")
+  with pytest.raises(ValueError, match="--resume: no checkpoint in .*nothing to resume"):
+    directory(f"--run_dir={tmp_path / 'old'}", "--resume")
+  with pytest.raises(ValueError, match="--resume needs --run_dir"):
+    directory("--resume")
+  with pytest.raises(ValueError, match="--checkpoint_every_secs must be >= 0"):
+    directory(f"--run_dir={tmp_path / 'new'}", "--checkpoint_every_secs=-1")
+  (tmp_path / "file").write_text("")
+  with pytest.raises(ValueError, match="is not a directory"):
+    directory(f"--run_dir={tmp_path / 'file'}")
+  assert directory() is None
+  assert directory(f"--run_dir={tmp_path / 'new' / 'deeper'}") is not None
+  assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "notes.txt", "old"]
+
+
+def test_a_launch_with_a_bad_flag_creates_no_run_directory(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "experiments.run_search", *FLAGS,
+                           f"--run_dir={tmp_path / 'run'}", "--tournament_size=0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1 and "tournament_size must be >= 1" in result.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_run_writes_its_files_and_overwrite_replaces_only_them(tmp_path):
+  path = tmp_path / "run"
+  lines = []
+  hooks = directory(f"--run_dir={path}", "--checkpoint_every_secs=0", "--max_train_steps=200000")
+  result = run(hooks.config, write=lines.append, hooks=hooks)
+  assert sorted(p.name for p in path.iterdir()) == sorted([*run_dir.FILES, "checkpoints"])
+  assert [p.name for p in (path / "checkpoints").iterdir()] == ["ckpt-000001.npz"]  # the end
+  flag_file = (path / "flags.txt").read_text()
+  assert "--population_size=40" in flag_file and "--resume" not in flag_file
+  fv = flags.FlagValues()
+  run_search.define_flags(fv)
+  fv(["run_search", f"--flagfile={path / 'flags.txt'}"])
+  assert run_search.config_from_flags(fv) == hooks.config
+  facts = json.loads((path / "run.json").read_text())
+  assert facts["seed"] == 7 and facts["device"].startswith("device: ")
+  assert facts["library_version"] and facts["command"]
+  progress = [json.loads(line) for line in (path / "progress.jsonl").read_text().splitlines()]
+  printed = [line for line in lines if line.startswith("indivs=")]
+  assert len(progress) == len(printed) > 1
+  assert list(progress[0]) == ["experiment", "evaluations", "elapsed_secs", "mean", "stdev",
+                               "best", "fec_hit_rate"]
+  assert printed[-1].startswith(f"indivs={progress[-1]['evaluations']}, ")
+  assert f"best fit={progress[-1]['best']:.6f}, " in printed[-1]
+  best_text = (path / "best_program.txt").read_text()
+  assert Program.from_text(best_text).to_text() == result.best_program.to_text()  # as printed
+  final = json.loads((path / "result.json").read_text())
+  assert final["final_fitness"] == result.final_fitness and final["seed"] == 7
+  assert final["program"] == result.best_program.to_text()
+  logged = (path / "progress.jsonl").read_text()
+  with open(path / "progress.jsonl", "a") as file:  # lines after the checkpoint, one cut short
+    file.write('{"experiment": 2, "evaluations": 40}\n{"experiment": 2, "evalu')
+  directory(f"--run_dir={path}", "--max_train_steps=200000", "--resume").started(7)
+  assert (path / "progress.jsonl").read_text() == logged
+  assert len(json.loads((path / "run.json").read_text())["resumes"]) == 1
+  (path / "notes.txt").write_text("mine")
+  hooks = directory(f"--run_dir={path}", "--overwrite")
+  hooks.started(7)
+  assert sorted(p.name for p in path.iterdir()) == [
+      "flags.txt", "notes.txt", "progress.jsonl", "run.json"]
+
+
+# End to end: the launcher killed, stopped by a signal and resumed, against one whole run.
+
+
+def launch(path, *args):
+  """The launcher on `path`, with a checkpoint every 1,000 individuals unless `args` say."""
+  return subprocess.Popen(
+      [sys.executable, "-m", "experiments.run_search", *FLAGS, f"--run_dir={path}",
+       "--checkpoint_every=1000", *args],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(condition, process, timeout=120):
+  deadline = time.monotonic() + timeout
+  while not condition():
+    assert process.poll() is None, "the run ended before the test could interrupt it"
+    assert time.monotonic() < deadline, "timed out"
+    time.sleep(0.02)
+
+
+def complete(path, *args):
+  process = launch(path, *args)
+  stdout, stderr = process.communicate(timeout=300)
+  assert process.returncode == 0, stderr
+  return stdout
+
+
+def without_elapsed(text):
+  return re.sub(r'elapsed_secs(=|": )[\d.]+', "elapsed_secs", text)
+
+
+def progress_lines(stdout):
+  return [without_elapsed(line) for line in stdout.splitlines() if line.startswith("indivs=")]
+
+
+def result_without_seconds(path):
+  result = json.loads((path / "result.json").read_text())
+  for record in (result, *result["experiments"]):
+    del record["seconds"]
+  return result
+
+
+def assert_same_run(path, whole):
+  """The resumed run's files equal the uninterrupted run's, elapsed time aside."""
+  for name in ("progress.jsonl", "best_program.txt"):
+    assert without_elapsed((path / name).read_text()) == without_elapsed((whole / name).read_text())
+  assert result_without_seconds(path) == result_without_seconds(whole)
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+  path = tmp_path_factory.mktemp("whole") / "run"
+  return path, complete(path)
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, whole):
+  whole_path, whole_stdout = whole
+  path = tmp_path / "run"
+  process = launch(path)
+  wait_until((path / "checkpoints" / "ckpt-000003.npz").exists, process)
+  process.kill()
+  process.communicate()
+  logged = len((path / "progress.jsonl").read_text().splitlines())
+  resumed = checkpoint.load_latest(path / "checkpoints", run_search.config_from_flags(parse()))
+  assert resumed.extra["progress_lines"] <= logged
+  stdout = complete(path, "--resume")
+  assert "Resuming evolution experiment 1 at " in stdout
+  printed = progress_lines(stdout)
+  assert printed and printed == progress_lines(whole_stdout)[-len(printed):]
+  assert stdout.split("Algorithm found:")[1] == whole_stdout.split("Algorithm found:")[1]
+  assert_same_run(path, whole_path)
+  assert len(json.loads((path / "run.json").read_text())["resumes"]) == 1
+
+
+def test_sigterm_stops_after_a_checkpoint_and_the_run_resumes(tmp_path, whole):
+  path = tmp_path / "run"
+  process = launch(path, "--checkpoint_every=0", "--checkpoint_every_secs=0")
+  progress = path / "progress.jsonl"
+  wait_until(lambda: progress.exists() and len(progress.read_text().splitlines()) >= 2, process)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM
+  assert "run_search: stopped by SIGTERM; checkpoint " in stderr and "Traceback" not in stderr
+  saved = checkpoint.checkpoints(path / "checkpoints")
+  assert len(saved) == 1  # only the signal's: no periodic checkpoints in this run
+  loaded = checkpoint.load_latest(path / "checkpoints", run_search.config_from_flags(parse()))
+  assert loaded.snapshot.evaluations >= json.loads(progress.read_text().splitlines()[1])[
+      "evaluations"]
+  complete(path, "--resume")
+  assert_same_run(path, whole[0])
