@@ -9,13 +9,9 @@ The last line printed is `mean fitness = <value>`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from absl import flags
 
 from azero_jax import cli, device, evaluator
-from azero_jax.program import Program, ProgramSyntaxError
-from azero_jax.tasks.datasets import DatasetError
 from azero_jax.tasks.spec import define_task_flags, spec_from_flags
 
 flags.DEFINE_string("program", None, "File with the program in its readable text form.")
@@ -31,33 +27,13 @@ define_task_flags()
 FLAGS = flags.FLAGS
 
 
-def load_program(path: str | None) -> Program:
-  """Reads and parses a program file; every problem becomes a `UserError` naming the file."""
-  if not path:
-    raise cli.flag_error("program", "required: a file with the program text (def Setup(): ...)")
-  try:
-    text = Path(path).read_text()
-  except OSError as error:
-    raise cli.flag_error("program", f"cannot read {path}: {error.strerror}") from None
-  try:
-    return Program.from_text(text)
-  except ProgramSyntaxError as error:
-    raise cli.flag_error("program", f"{path}: {error}") from None
-
-
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  program = load_program(FLAGS.program)
-  try:
-    program.check_addresses(FLAGS.num_scalars, FLAGS.num_vectors, FLAGS.num_matrices)
-  except ValueError as error:
-    raise cli.UserError(f"--program={FLAGS.program}: {error}; raise --num_scalars, "
-                        "--num_vectors or --num_matrices") from None
+  program = cli.load_program(FLAGS.program,
+                             memory=(FLAGS.num_scalars, FLAGS.num_vectors, FLAGS.num_matrices))
   try:
     spec = spec_from_flags()
     tasks = spec.build()
-  except (ValueError, DatasetError) as error:
+  except ValueError as error:  # a bad task flag (named) or dataset file
     raise cli.UserError(str(error)) from None
   print(device.describe(), flush=True)
   fitness = evaluator.evaluate([program], tasks, num_scalars=FLAGS.num_scalars,

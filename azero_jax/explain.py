@@ -11,33 +11,15 @@ without a comment.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from absl import flags
 
 from azero_jax import cli, ops
-from azero_jax.program import COMPONENTS, Instruction, Program, ProgramSyntaxError
+from azero_jax.program import COMPONENTS, Instruction, Program
 from azero_jax.search.dead_code import strip_dead_code
 
 Register = tuple[str, int]
 FEATURES, LABEL, PREDICTION = (ops.VECTOR, 0), (ops.SCALAR, 0), (ops.SCALAR, 1)
 _HEADERS = {"setup": "def Setup():", "predict": "def Predict():", "learn": "def Learn():"}
-
-
-def load_program(path: str | None, flag: str = "program") -> Program:
-  """Reads and parses a program file; every problem is a `cli.UserError` naming the file."""
-  if not path:
-    raise cli.flag_error(flag, "required: a file with the program text (def Setup(): ...)")
-  try:
-    text = Path(path).read_text()
-  except OSError as error:
-    raise cli.flag_error(flag, f"cannot read {path}: {error.strerror}") from None
-  except UnicodeDecodeError:
-    raise cli.flag_error(flag, f"{path} is not a text file") from None
-  try:
-    return Program.from_text(text)
-  except ProgramSyntaxError as error:
-    raise cli.flag_error(flag, f"{path}: {error}") from None
 
 
 def inputs(inst: Instruction) -> list[Register]:
@@ -188,9 +170,7 @@ def explain(program: Program) -> list[str]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  print("\n".join(explain(load_program(flags.FLAGS.program))))
+  print("\n".join(explain(cli.load_program(flags.FLAGS.program))))
 
 
 if __name__ == "__main__":

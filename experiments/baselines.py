@@ -16,8 +16,6 @@ from absl import flags
 from azero_jax import cli, device, evaluator
 from azero_jax.analysis import report
 from azero_jax.analysis.baselines import run_baselines
-from azero_jax.explain import load_program
-from azero_jax.tasks.datasets import DatasetError
 from azero_jax.tasks.spec import define_task_flags, spec_from_flags
 
 define_task_flags()
@@ -34,19 +32,15 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  print(device.describe(), flush=True)
-  if not FLAGS.task:
-    raise cli.flag_error("task", "required: the tasks to score on, e.g. binary_digits:features=16")
-  program = load_program(FLAGS.program) if FLAGS.program else None
+  program = (cli.load_program(FLAGS.program, memory=(FLAGS.num_scalars, FLAGS.num_vectors,
+                                                     FLAGS.num_matrices))
+             if FLAGS.program else None)
   try:
     tasks = spec_from_flags().build()
     tuning = spec_from_flags("tuning_").build() if FLAGS.tuning_task else tasks
-    if program is not None:
-      program.check_addresses(FLAGS.num_scalars, FLAGS.num_vectors, FLAGS.num_matrices)
-  except (ValueError, DatasetError) as error:
+  except ValueError as error:  # a bad task flag (named) or dataset file
     raise cli.UserError(str(error)) from None
+  print(device.describe(), flush=True)
   results = run_baselines(tasks, tuning, tuned_on="--tuning_task" if FLAGS.tuning_task else
                           "--task itself (optimistic)", epochs=FLAGS.epochs,
                           batch_size=FLAGS.batch_size, hidden=FLAGS.hidden, seed=FLAGS.seed)

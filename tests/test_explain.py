@@ -101,17 +101,17 @@ def test_unknown_patterns_get_no_comment():
 
 def test_bad_files_are_user_errors(tmp_path):
   with pytest.raises(cli.UserError, match="required"):
-    explain.load_program(None)
+    cli.load_program(None)
   with pytest.raises(cli.UserError, match="cannot read"):
-    explain.load_program(str(tmp_path / "missing.txt"))
+    cli.load_program(str(tmp_path / "missing.txt"))
   bad = tmp_path / "bad.txt"
   bad.write_text("def Setup():\n  s1 = foo(s2)\n")
   with pytest.raises(cli.UserError, match=r"bad.txt: line 2"):
-    explain.load_program(str(bad))
+    cli.load_program(str(bad))
   binary = tmp_path / "binary.txt"
   binary.write_bytes(b"\xff\xfe\x00")
   with pytest.raises(cli.UserError, match="not a text file"):
-    explain.load_program(str(binary))
+    cli.load_program(str(binary))
 
 
 def test_command_line(tmp_path):

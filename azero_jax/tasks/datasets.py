@@ -78,8 +78,8 @@ def _cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
       batch = _ArrayUnpickler(f, encoding="bytes").load()
     x = np.asarray(batch[b"data"], dtype=np.uint8)
     y = np.asarray(batch[b"labels"], dtype=np.int64)
-  except FileNotFoundError as e:
-    raise _error(path, "CIFAR-10 batch file not found", CIFAR10_LAYOUT) from e
+  except OSError as e:
+    raise _error(path, f"unreadable CIFAR-10 batch file ({e.strerror})", CIFAR10_LAYOUT) from e
   except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError,
           IndexError) as e:
     raise _error(path, f"malformed CIFAR-10 batch file ({e})", CIFAR10_LAYOUT) from e
@@ -92,7 +92,11 @@ def _cifar_files(dataset_dir, split: str) -> list[str]:
   nested = os.path.join(root, "cifar-10-batches-py")
   root = nested if os.path.isdir(nested) else root
   names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-  return [os.path.join(root, name) for name in names]
+  paths = [os.path.join(root, name) for name in names]
+  for path in paths:
+    if not os.path.isfile(path):
+      raise _error(path, "CIFAR-10 batch file not found", CIFAR10_LAYOUT)
+  return paths
 
 
 def load_cifar10(dataset_dir, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +179,6 @@ def load_dataset(name: str, dataset_dir=None, split: str = "train"
   if name == "digits":
     return load_digits()
   raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
-
 
 
 def source_files(name: str, dataset_dir=None, split: str = "train") -> list[str]:

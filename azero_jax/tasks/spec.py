@@ -18,7 +18,7 @@ import re
 
 from absl import flags
 
-from azero_jax.tasks import binary, synthetic
+from azero_jax.tasks import binary, datasets, synthetic
 from azero_jax.tasks.collections import task_seeds
 from azero_jax.tasks.task import Task
 
@@ -109,6 +109,11 @@ class TaskSpec:
       return synthetic.increment_task(*sizes, increment=self.increment, **options)
     make = {"zeros": synthetic.zeros_task, "ones": synthetic.ones_task}[self.family]
     return make(*sizes, **options)
+
+  def check_data(self) -> None:
+    """Raises DatasetError if a binary family's dataset files are missing (reads none of them)."""
+    if self.is_binary:
+      datasets.source_files(self.dataset, self.dataset_dir)
 
   def build(self) -> list[Task]:
     """The `num_tasks` tasks, in seed order."""
@@ -272,13 +277,9 @@ _FLAG_FIELDS = ("features", "num_tasks", "num_train_examples", "num_valid_exampl
                 "dataset_dir", "param_seeds", "data_seeds")
 
 
-def spec_from_flags(prefix: str = "", flag_values: flags.FlagValues = flags.FLAGS) -> TaskSpec:
-  """The TaskSpec described by the flags of `define_task_flags(prefix)`."""
-  text = flag_values[f"{prefix}task"].value
-  if not text:
-    raise ValueError(f"--{prefix}task is required: a family ({', '.join(FAMILIES)}) or a spec "
-                     "string")
-  fields = parse_fields(text)
+def _flag_fields(prefix: str, flag_values: flags.FlagValues) -> dict:
+  """The TaskSpec fields given as --{prefix}features, --{prefix}num_tasks, ..."""
+  fields = {}
   for name in _FLAG_FIELDS:
     value = flag_values[f"{prefix}{name}"].value
     if value is None:
@@ -286,4 +287,17 @@ def spec_from_flags(prefix: str = "", flag_values: flags.FlagValues = flags.FLAG
     if name.endswith("_seeds"):
       value = tuple(_parse_int(f"--{prefix}{name}", s.strip()) for s in value)
     fields[name] = value
-  return TaskSpec(**fields)
+  return fields
+
+
+def spec_from_flags(prefix: str = "", flag_values: flags.FlagValues = flags.FLAGS) -> TaskSpec:
+  """The TaskSpec described by the flags of `define_task_flags(prefix)`; errors name the flag."""
+  text = flag_values[f"{prefix}task"].value
+  if not text:
+    raise ValueError(f"--{prefix}task is required: a family ({', '.join(FAMILIES)}) or a spec "
+                     "string")
+  overrides = _flag_fields(prefix, flag_values)
+  try:
+    return TaskSpec(**{**parse_fields(text), **overrides})
+  except ValueError as error:
+    raise ValueError(f"--{prefix}task: {error}") from None
