@@ -179,11 +179,12 @@ class RunDirectory(RunHooks):
     facts = {"time": _now(), "command": sys.argv, "device": device.describe()}
     self.saved_time = time.monotonic()
     if self.loaded:
-      lines = (self.path / "progress.jsonl").read_text().splitlines(keepends=True)
-      _write_text(self.path / "progress.jsonl", "".join(lines[:self.progress_lines]))
-      record = json.loads((self.path / "run.json").read_text())
+      log, facts_file = self.path / "progress.jsonl", self.path / "run.json"
+      lines = log.read_text().splitlines(keepends=True) if log.exists() else []
+      _write_text(log, "".join(lines[:self.progress_lines]))  # the lines the checkpoint knew
+      record = json.loads(facts_file.read_text()) if facts_file.exists() else {}
       record.setdefault("resumes", []).append({**facts, "checkpoint": str(self.loaded.path)})
-      _write_json(self.path / "run.json", record)
+      _write_json(facts_file, record)
       return
     if self.overwrite:
       self._clear()

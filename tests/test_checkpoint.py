@@ -47,7 +47,7 @@ def captured_run(config_):
 
 @pytest.fixture(scope="module")
 def evolution():
-  config_ = config("--max_experiments=2")
+  config_ = config("--max_experiments=2", "--randomize_task_seeds")
   return (config_, *captured_run(config_))
 
 

@@ -5,6 +5,11 @@ the random seed, then per experiment the progress lines of the search on T_searc
 search fitness and its fitness on T_select; at the end the best candidate's fitness on the unseen
 final tasks and the program. One `np.random.Generator` seeded with the random seed drives
 everything (task seeds, initial programs, tournaments, mutations, PRNG keys of the evaluator).
+
+`RunHooks` see the progress, the result and every boundary a run can continue from (after each
+batch and each experiment); there they may take a `Snapshot`, which `run(..., resume=...)`
+continues from with the same output (azero_jax/search/checkpoint.py saves them to files,
+azero_jax/run_dir.py decides when).
 """
 
 from __future__ import annotations
