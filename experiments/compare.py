@@ -119,11 +119,14 @@ def run(fv: flags.FlagValues, write: Callable[[str], None]) -> dict:
     raise cli.flag_error("output_dir", "required: the folder for the results")
   try:
     comparison, collections, seeds = setting_from_flags(fv)
-    folder = report.prepare_output_dir(fv.output_dir, fv.overwrite)
     if fv.plots:
       plots.pyplot()
-  except (ValueError, DatasetError, plots.PlotsUnavailable) as error:
+  except (ValueError, plots.PlotsUnavailable) as error:
     raise cli.UserError(str(error)) from None
+  try:
+    folder = report.prepare_output_dir(fv.output_dir, fv.overwrite)
+  except ValueError as error:
+    raise cli.flag_error("output_dir", str(error)) from None
   write(f"compare: {', '.join(fv.strategies)} on {collections.search.to_string()}, "
         f"budget per run: {report.budget(comparison.evaluations, comparison.max_train_steps)}, "
         f"seeds {seeds}")
@@ -147,8 +150,6 @@ def run(fv: flags.FlagValues, write: Callable[[str], None]) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   print(device.describe(), flush=True)
   results = run(flags.FLAGS, lambda line: print(line, flush=True))
   print(report.markdown(results), end="")

@@ -5,8 +5,8 @@ are flag files in experiments/configs/ (demo, integration tests, baseline, paper
 
   python -m experiments.run_search --flagfile=experiments/configs/demo.flags --random_seed=1
 
-Flags given after a --flagfile override it. Every flag is checked before anything runs; a bad one
-stops the run with one message and exit status 1.
+Flags given after a --flagfile override it. Every flag is checked before anything runs or is
+written; a bad one stops the run with one `error: ...` line and exit status 2 (azero_jax/cli.py).
 
 With --run_dir=DIR the run records itself in DIR (azero_jax/run_dir.py) and checkpoints there;
 SIGINT (Ctrl-C) or SIGTERM then stops it after a checkpoint with exit status 128 + the signal
@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from azero_jax import run_dir
+from azero_jax import cli, run_dir
 from azero_jax.ops import parse_op_list
 from azero_jax.search.driver import STRATEGIES, SearchConfig, run
 from azero_jax.search.fitness import COMBINATIONS, FecSpec
 from azero_jax.search.generator import InitModel
 from azero_jax.search.mutator import parse_mutation_types
 from azero_jax.search.randomizer import Memory
-from azero_jax.tasks.datasets import DatasetError
-from azero_jax.tasks.spec import define_task_flags, spec_from_flags
+from azero_jax.tasks.datasets import source_files
+from azero_jax.tasks.spec import TaskSpec, define_task_flags, spec_from_flags
 
 COMPONENT_NAMES = ("setup", "predict", "learn")
 TASK_PREFIXES = ("search_", "select_", "final_")
@@ -96,6 +96,7 @@ def _task_spec(prefix: str, fv: flags.FlagValues):
   spec = spec_from_flags(prefix, fv)
   if fv.dataset_dir and spec.family == "binary_digits":
     spec = spec.replace(family="binary_cifar10", dataset_dir=fv.dataset_dir)
+  _named(f"{prefix}task", TaskSpec.check_data, spec)
   return spec
 
 
@@ -121,8 +122,9 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
                   fv.fec_forget_every)
   budget = (_named("train_budget", InitModel.parse, fv.train_budget)
             if fv.train_budget else None)
-  tasks = [_named(f"{prefix}task", lambda p: _task_spec(p, fv), prefix)
-           for prefix in TASK_PREFIXES]
+  if fv.dataset_dir:
+    _named("dataset_dir", lambda path: source_files("cifar10", path), fv.dataset_dir)
+  tasks = [_task_spec(prefix, fv) for prefix in TASK_PREFIXES]
   for name in ("num_scalars", "num_vectors", "num_matrices"):
     if fv[name].value < 1:
       raise ValueError(f"--{name} must be >= 1, got {fv[name].value}")
@@ -144,22 +146,15 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
 
 
 def main(argv: list[str]) -> int:
-  if len(argv) > 1:
-    sys.stderr.write(f"run_search: unexpected arguments {argv[1:]} (flags start with --)\n")
-    return 1
   try:
     config = config_from_flags()
     directory = run_dir.from_flags(config)
   except ValueError as error:
-    sys.stderr.write(f"run_search: {error}\n")
-    return 1
+    raise cli.UserError(str(error)) from None
   if directory:
     directory.stop.install()
   try:
     run(config, hooks=directory, resume=directory.resume if directory else None)
-  except DatasetError as error:
-    sys.stderr.write(f"run_search: {error}\n")
-    return 1
   except run_dir.Interrupted as stop:
     sys.stderr.write(f"run_search: {stop}; continue with the same flags and --resume\n")
     return 128 + stop.signum
@@ -168,4 +163,4 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

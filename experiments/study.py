@@ -71,17 +71,15 @@ def study_rows(results: dict[str, dict]) -> list[str]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  device_line = device.describe()
-  print(device_line, flush=True)
   if not FLAGS.output_dir:
     raise cli.flag_error("output_dir", "required: the folder for the results")
+  settings = [(name, setting_flags(name, Path(FLAGS.output_dir))) for name in FLAGS.settings]
   try:
     folder = report.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite)
   except ValueError as error:
-    raise cli.UserError(str(error)) from None
-  settings = [(name, setting_flags(name, folder)) for name in FLAGS.settings]
+    raise cli.flag_error("output_dir", str(error)) from None
+  device_line = device.describe()
+  print(device_line, flush=True)
   results = {}
   for name, fv in settings:
     print(f"study: setting {name}", flush=True)

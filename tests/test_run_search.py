@@ -65,6 +65,9 @@ def test_demo_flags_reproduce_run_demo():
 
 def test_baseline_uses_digits_unless_a_dataset_dir_is_given(tmp_path):
   assert config("baseline").search_tasks.family == "binary_digits"
+  for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+               "test_batch"):
+    (tmp_path / name).touch()  # the layout is checked up front, the contents when read
   cifar = config("baseline", f"--dataset_dir={tmp_path}")
   assert {spec.family for spec in (cifar.search_tasks, cifar.select_tasks, cifar.final_tasks)} == {
       "binary_cifar10"}
@@ -96,8 +99,8 @@ def test_launcher_exits_with_the_message_and_no_traceback():
   result = subprocess.run(
       [sys.executable, "-m", "experiments.run_search", f"--flagfile={CONFIGS / 'demo.flags'}",
        "--tournament_size=0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 1
-  assert "run_search: tournament_size must be >= 1, got 0" in result.stderr
+  assert result.returncode == 2
+  assert result.stderr.strip() == "error: tournament_size must be >= 1, got 0"
   assert "Traceback" not in result.stderr
 
 

@@ -12,12 +12,16 @@ STRATEGY_NAMES = {"evolution": "evolution", "random": "random search"}
 
 
 def prepare_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
-  """Creates the folder; refuses an existing non-empty one unless `overwrite`."""
+  """Creates the folder; refuses an existing non-empty one unless `overwrite`, and one that cannot
+  be written (creating nothing then)."""
   folder = Path(path)
   if folder.exists() and not folder.is_dir():
     raise ValueError(f"{folder} exists and is not a folder")
   if folder.is_dir() and any(folder.iterdir()) and not overwrite:
     raise ValueError(f"{folder} is not empty: pass --overwrite to replace its results")
+  existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f"{folder}: cannot write in {existing}")
   folder.mkdir(parents=True, exist_ok=True)
   return folder
 
