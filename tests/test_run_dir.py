@@ -63,7 +63,7 @@ def test_a_launch_with_a_bad_flag_creates_no_run_directory(tmp_path):
   result = subprocess.run([sys.executable, "-m", "experiments.run_search", *FLAGS,
                            f"--run_dir={tmp_path / 'run'}", "--tournament_size=0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 1 and "tournament_size must be >= 1" in result.stderr
+  assert result.returncode != 0 and "tournament_size must be >= 1" in result.stderr
   assert not (tmp_path / "run").exists()
 
 
