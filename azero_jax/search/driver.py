@@ -92,6 +92,9 @@ def validate(config: SearchConfig) -> None:
         f"{config.population_size}")
   check(config.tournament_size >= 1, f"tournament_size must be >= 1, got "
         f"{config.tournament_size}")
+  check(config.tournament_size <= config.population_size,
+        f"tournament_size must be <= population_size={config.population_size}, got "
+        f"{config.tournament_size}")
   check(1 <= config.batch_size <= config.population_size,
         f"batch_size must be in [1, population_size={config.population_size}], got "
         f"{config.batch_size}")
@@ -120,9 +123,34 @@ def validate(config: SearchConfig) -> None:
                       (config.search_tasks, config.select_tasks, config.final_tasks)}
   check(len(evaluation_types) == 1, "search, select and final tasks must share one eval type, got "
         f"{sorted(evaluation_types)}")
-  mutator(config)  # checks op lists against the memory, sizes and mutation types
-  initial(config).check_addresses(config.memory.num_scalars, config.memory.num_vectors,
-                                  config.memory.num_matrices)
+  types = mutator(config).mutation_types  # checks op lists against the memory, sizes and types
+  start = initial(config)
+  try:
+    start.check_addresses(config.memory.num_scalars, config.memory.num_vectors,
+                          config.memory.num_matrices)
+  except ValueError as error:
+    raise ValueError(f"initial_population {config.init_model.name}: {error}; raise num_scalars, "
+                     "num_vectors or num_matrices") from None
+  _check_size_bounds(config, start.sizes, set(types), check)
+
+
+def _check_size_bounds(config: SearchConfig, sizes, types, check) -> None:
+  """min <= init < max in the functions that mutate, where INSERT_INSTRUCTION and
+  REMOVE_INSTRUCTION use the bounds; with insertion a program may start below min and grow."""
+  inserts = MutationType.INSERT_INSTRUCTION in types
+  removes = MutationType.REMOVE_INSTRUCTION in types
+  for name, allowed, size, low, high in zip(COMPONENTS, config.op_lists, sizes, config.min_sizes,
+                                            config.max_sizes):
+    if not allowed:
+      continue
+    if inserts:
+      check(size < high, f"{name}_size_max must be > {size}, the initial {name} size "
+            f"(INSERT_INSTRUCTION keeps {name} below the max), got {high}")
+    if removes and inserts:
+      check(low < high, f"{name}_size_min must be < {name}_size_max={high}, got {low}")
+    elif removes:
+      check(low <= size, f"{name}_size_min must be <= {size}, the initial {name} size "
+            f"(REMOVE_INSTRUCTION keeps {name} at or above the min), got {low}")
 
 
 def randomizer(config: SearchConfig) -> Randomizer:
