@@ -80,7 +80,8 @@ def _live(masks: list[tuple[int, int]], live: int) -> list[int]:
 
 def _live_lists(program: Program) -> tuple[list[int], list[int], list[int]]:
   """Live positions (descending) of Setup, Predict and Learn."""
-  setup, predict, learn = ([_masks(inst) for inst in instructions]
+  cached = _MASK_CACHE.get  # inlined lookup: this runs for every instruction of every child
+  setup, predict, learn = ([cached(inst[:4]) or _masks(inst) for inst in instructions]
                            for instructions in (program.setup, program.predict, program.learn))
   # Registers live at the start of Predict / Learn, iterated to the fixed point. The harness
   # writes v0 and s0 before each, so those never carry over.
