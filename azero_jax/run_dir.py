@@ -120,7 +120,8 @@ def check_path(path: Path, *, resume: bool, overwrite: bool) -> None:
   if path.exists() and not path.is_dir():
     raise ValueError(f"--run_dir: {path} is not a directory")
   if resume and not checkpoint.checkpoints(path / CHECKPOINTS):
-    raise ValueError(f"--resume: no checkpoint in {path / CHECKPOINTS}: nothing to resume")
+    raise ValueError(f"--resume: no checkpoint in {path / CHECKPOINTS}: nothing to resume "
+                     "(start the run again with --overwrite)")
   if not resume and not overwrite and path.is_dir() and any(path.iterdir()):
     raise ValueError(f"--run_dir: {path} is not empty: pass --resume to continue its run or "
                      "--overwrite to replace it")

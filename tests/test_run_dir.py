@@ -122,7 +122,8 @@ def launch(path, *args):
 def wait_until(condition, process, timeout=120):
   deadline = time.monotonic() + timeout
   while not condition():
-    assert process.poll() is None, "the run ended before the test could interrupt it"
+    if process.poll() is not None:
+      pytest.fail(f"the run ended before the test could interrupt it: {process.communicate()[1]}")
     assert time.monotonic() < deadline, "timed out"
     time.sleep(0.02)
 
