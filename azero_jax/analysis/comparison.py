@@ -33,6 +33,7 @@ from azero_jax.search.budget import TrainBudget
 from azero_jax.search.driver import SearchConfig
 from azero_jax.search.evolution import RegularizedEvolution
 from azero_jax.search.fitness import SearchEvaluator, search_widths
+from azero_jax.search.gc_tuning import relaxed_gc
 from azero_jax.search.generator import InitModel, pad
 from azero_jax.search.random_search import RandomSearch
 from azero_jax.tasks.task import Task
@@ -213,6 +214,7 @@ def finished(comparison: Comparison, num_individuals: int, train_steps: int,
   return sweep_end and (spent or (succeeded and comparison.stop_at_success))
 
 
+@relaxed_gc()
 def run_search(comparison: Comparison, strategy: str, seed: int, tasks: Sequence[Task], *,
                report: Callable[[Point], None] | None = None) -> SearchRun:
   """One run until the budget is spent; `report` gets every history point."""

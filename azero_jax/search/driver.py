@@ -27,6 +27,7 @@ from azero_jax.program import COMPONENTS, Program
 from azero_jax.search.budget import TrainBudget
 from azero_jax.search.evolution import RegularizedEvolution
 from azero_jax.search.fitness import COMBINATIONS, FecSpec, SearchEvaluator, search_widths
+from azero_jax.search.gc_tuning import relaxed_gc
 from azero_jax.search.generator import InitModel, initial_program
 from azero_jax.search.mutator import MutationType, Mutator
 from azero_jax.search.random_search import RandomSearch
@@ -396,6 +397,7 @@ def search_experiment(config: SearchConfig, strategy, collections: TaskCollectio
   return state, steps, fitness
 
 
+@relaxed_gc()
 def run(config: SearchConfig, write: Callable[[str], None] = print,
         hooks: RunHooks | None = None, resume: Snapshot | None = None) -> RunResult:
   """Runs the experiments of §8.5 and returns the best program and its fitnesses.
