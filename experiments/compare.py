@@ -32,7 +32,7 @@ from experiments import run_search
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   """run_search's flags and the comparison's, on `fv`."""
-  run_search.define_flags(fv)
+  run_search.define_flags(fv, run_directory=False)
   kw = {"flag_values": fv}
   flags.DEFINE_string("output_dir", None, "Folder for results.json, results.md and the plots.",
                       **kw)

@@ -34,8 +34,8 @@ TASK_PREFIXES = ("search_", "select_", "final_")
 DEFAULT_MUTATIONS = ["ALTER_PARAM", "RANDOMIZE_INSTRUCTION", "RANDOMIZE_COMPONENT_FUNCTION"]
 
 
-def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
-  """Defines every flag of the launcher on `fv`."""
+def define_flags(fv: flags.FlagValues = flags.FLAGS, run_directory: bool = True) -> None:
+  """Defines every flag of the launcher on `fv` (the run-directory flags only if asked)."""
   kw = {"flag_values": fv}
   flags.DEFINE_integer("num_scalars", 4, "Scalar addresses (s0 = label, s1 = prediction).", **kw)
   flags.DEFINE_integer("num_vectors", 3, "Vector addresses (v0 = features).", **kw)
@@ -89,7 +89,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                      "fitness exceeds this.", **kw)
   flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Evaluator precision.", **kw)
   flags.DEFINE_float("max_abs_error", 100.0, "Training stops when |error| exceeds this.", **kw)
-  run_dir.define_flags(fv)
+  if run_directory:
+    run_dir.define_flags(fv)
 
 
 def _task_spec(prefix: str, fv: flags.FlagValues):

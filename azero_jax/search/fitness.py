@@ -141,7 +141,7 @@ class SearchEvaluator:
   @property
   def hit_rate(self) -> float:
     """FEC hits / lookups in this experiment (0 without FEC)."""
-    return self.cache.hit_rate if self.cache else 0.0
+    return self.cache.hit_rate if self.cache is not None else 0.0
 
   def state(self) -> dict:
     """What resuming the search needs: the counters, the full-run PRNG call count and the FEC
