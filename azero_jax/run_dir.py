@@ -51,7 +51,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   """Defines --run_dir, --checkpoint_every, --checkpoint_every_secs, --resume and --overwrite."""
   kw = {"flag_values": fv}
   flags.DEFINE_string("run_dir", None, "Run directory: flags, run facts, progress log, best "
-                      "program, result and checkpoints (none: print only).", **kw)
+                      "program, result and checkpoints (default: a new runs/<time> folder; "
+                      "--run_dir= (empty): print only).", **kw)
   flags.DEFINE_integer("checkpoint_every", 0, "Checkpoint after this many evaluations (0 = "
                        "only by time, at the end of each experiment and on a signal).", **kw)
   flags.DEFINE_float("checkpoint_every_secs", 300.0, "Checkpoint after this many seconds (0 = "
@@ -130,18 +131,31 @@ def check_path(path: Path, *, resume: bool, overwrite: bool) -> None:
     raise ValueError(f"--run_dir: cannot write in {existing}")
 
 
+def fresh_path(parent: Path = Path("runs")) -> Path:
+  """A new folder name for a run without --run_dir: runs/<UTC date-time>[-n]."""
+  stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+  path, number = parent / stamp, 1
+  while path.exists():
+    path, number = parent / f"{stamp}-{number}", number + 1
+  return path
+
+
 def from_flags(config: SearchConfig, fv: flags.FlagValues = flags.FLAGS) -> RunDirectory | None:
-  """The run directory the flags ask for (None without --run_dir), checked and, with --resume,
-  its checkpoint loaded; nothing is written yet. Raises ValueError naming the flag at fault."""
+  """The run directory the flags ask for (a fresh one under runs/ without --run_dir, None for an
+  empty --run_dir), checked and, with --resume, its checkpoint loaded; nothing is written yet.
+  Raises ValueError naming the flag at fault."""
   for name in ("checkpoint_every", "checkpoint_every_secs"):
     if fv[name].value < 0:
       raise ValueError(f"--{name} must be >= 0, got {fv[name].value}")
-  if not fv.run_dir:
+  if fv.run_dir is None and not fv.resume:
+    path = fresh_path()
+  elif not fv.run_dir:
     given = [name for name in RUN_DIR_FLAGS if fv[name].present]
     if given:
       raise ValueError(f"--{given[0]} needs --run_dir")
     return None
-  path = Path(fv.run_dir)
+  else:
+    path = Path(fv.run_dir)
   check_path(path, resume=fv.resume, overwrite=fv.overwrite)
   loaded = checkpoint.load_latest(path / CHECKPOINTS, config) if fv.resume else None
   return RunDirectory(path, config, flags_text=flags_text(fv), loaded=loaded,

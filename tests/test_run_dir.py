@@ -54,7 +54,11 @@ def test_flags_are_checked_before_anything_is_written(tmp_path):
   (tmp_path / "file").write_text("")
   with pytest.raises(ValueError, match="is not a directory"):
     directory(f"--run_dir={tmp_path / 'file'}")
-  assert directory() is None
+  assert directory("--run_dir=") is None  # print only
+  with pytest.raises(ValueError, match="--checkpoint_every needs --run_dir"):
+    directory("--run_dir=", "--checkpoint_every=10")
+  default = directory().path  # a fresh folder under runs/, not created yet
+  assert default.parent == pathlib.Path("runs") and not default.exists()
   assert directory(f"--run_dir={tmp_path / 'new' / 'deeper'}") is not None
   assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "notes.txt", "old"]
 
