@@ -1,0 +1,186 @@
+"""Bad inputs at every entry point (issue 6, part 3): each ends with one `error: ...` line on stderr
+naming the flag or file and what was expected (the last line; a run that started names its run
+directory first), exit status 2, no traceback, and nothing written.
+
+Every case runs as a subprocess in a fresh work folder, which is also where its outputs would go
+(--run_dir, --output_dir, the current directory, the data and compilation caches); the folder's
+contents are compared before and after. The work folder holds `full/old.txt` (a non-empty
+folder) and `readonly/` (mode 0o500).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "experiments" / "configs"
+DEMO = f"--flagfile={CONFIGS / 'demo.flags'}"
+BASELINE = f"--flagfile={CONFIGS / 'baseline.flags'}"  # binary tasks, INSERT / REMOVE_INSTRUCTION
+SEARCH = ("experiments.run_search", DEMO, "--run_dir={work}/run")
+COMPARE = ("experiments.compare", DEMO, "--evaluations=100", "--seeds=1")
+EVALUATE = ("azero_jax.evaluate", "--task=linear")
+
+PROGRAMS = {
+    "unknown_op.txt": "def Setup():\n  s2 = frob(s1)\ndef Predict():\ndef Learn():\n",
+    "missing_operand.txt": "def Setup():\ndef Predict():\n  s1 = s0 +\ndef Learn():\n",
+    "garbage.txt": "hello world\n",
+    "out_of_order.txt": "def Predict():\ndef Setup():\ndef Learn():\n",
+    "s99.txt": "def Setup():\n  s99 = 0.1\ndef Predict():\ndef Learn():\n",
+}
+CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+CASES = [
+    # Wrong types and values absl rejects while parsing.
+    ("int_not_a_number", [*SEARCH, "--population_size=abc"],
+     "flag --population_size=abc: invalid literal for int()"),
+    ("float_not_a_number", [*SEARCH, "--mutate_prob=high"],
+     "flag --mutate_prob=high: could not convert string to float"),
+    ("enum_unknown_value", [*SEARCH, "--strategy=annealing"],
+     "flag --strategy=annealing: value should be one of <evolution|random>"),
+    ("below_lower_bound", [*EVALUATE, "--num_scalars=1"],
+     "flag --num_scalars=1: 1 is not integer >= 2"),
+    ("unknown_flag", [*SEARCH, "--populaton_size=10"],
+     "Unknown command line flag 'populaton_size'. Did you mean: population_size ?"),
+    ("positional_argument", [*SEARCH, "extra"],
+     "unexpected arguments extra (flags start with --)"),
+    # Flag files.
+    ("missing_flagfile", ["experiments.run_search", "--flagfile={inputs}/missing.flags"],
+     "--flagfile: Unable to open flagfile: [Errno 2] No such file or directory"),
+    ("flagfile_bad_value", ["experiments.run_search", "--flagfile={inputs}/bad_value.flags"],
+     "flag --population_size=many: invalid literal for int()"),
+    ("flagfile_line_without_dashes", ["experiments.run_search", DEMO,
+                                      "--flagfile={inputs}/no_dashes.flags"],
+     "unexpected arguments population_size=5 (flags start with --)"),
+    # Out-of-range search settings.
+    ("population_zero", [*SEARCH, "--population_size=0"], "population_size must be >= 1, got 0"),
+    ("mutate_prob_above_one", [*SEARCH, "--mutate_prob=1.5"],
+     "mutate_prob must be in [0, 1], got 1.5"),
+    ("batch_above_population", [*SEARCH, "--batch_size=2000"],
+     "batch_size must be in [1, population_size=1000], got 2000"),
+    ("tournament_above_population", [*SEARCH, "--tournament_size=1001"],
+     "tournament_size must be <= population_size=1000, got 1001"),
+    ("fec_cache_zero", [*SEARCH, "--fec", "--fec_cache_size=0"],
+     "fec_cache_size must be >= 1, got 0"),
+    # Names.
+    ("unknown_op", [*SEARCH, "--setup_ops=SCALAR_CONST_SET,FOO"], "--setup_ops: unknown op 'FOO'"),
+    ("unknown_mutation_type", [*SEARCH, "--mutation_types=ALTER_PARAM,SHUFFLE"],
+     "--mutation_types: unknown mutation type 'SHUFFLE'"),
+    ("unknown_initial_population", [*SEARCH, "--initial_population=LINEAR_REGRESSION"],
+     "--initial_population: unknown initial model 'LINEAR_REGRESSION'"),
+    # Sizes against the address counts, and min <= init < max.
+    ("initial_program_needs_more_scalars", [*SEARCH, "--initial_population=LINEAR",
+                                            "--num_scalars=2"],
+     "initial_population LINEAR: setup instruction 0 `s2 = 0.01` uses s2, but memory has only 2 "
+     "scalars"),
+    ("op_needs_more_vectors", [*SEARCH, "--num_vectors=1"],
+     "op SCALAR_VECTOR_PRODUCT writes a v register, but with 1 of them none is writable"),
+    ("max_not_above_init", ["experiments.run_search", BASELINE, "--setup_size_max=1"],
+     "setup_size_max must be > 1, the initial setup size"),
+    ("min_not_below_max", ["experiments.run_search", BASELINE, "--learn_size_min=30"],
+     "learn_size_min must be < learn_size_max=23, got 30"),
+    # Task spec strings.
+    ("task_unknown_family", [*SEARCH, "--search_task=quadratic"],
+     "--search_task: task spec 'quadratic': unknown task family 'quadratic'"),
+    ("task_unknown_key", [*SEARCH, "--select_task=linear:featurs=4"],
+     "--select_task: task spec 'linear:featurs=4': unknown key 'featurs'"),
+    ("task_not_an_integer", [*SEARCH, "--final_task=linear:num_tasks=ten"],
+     "--final_task: task spec 'linear:num_tasks=ten': num_tasks='ten' is not an integer"),
+    ("task_no_features", ["experiments.baselines", "--task=linear:features=0"],
+     "--task: task spec 'linear': features must be >= 1, got 0"),
+    # Dataset directories.
+    ("dataset_dir_missing", ["experiments.run_search", BASELINE, "--dataset_dir={inputs}/nowhere"],
+     "--dataset_dir: dataset directory not found: '{inputs}/nowhere'"),
+    ("dataset_dir_without_cifar", ["experiments.run_search", BASELINE,
+                                   "--dataset_dir={inputs}/empty"],
+     "--dataset_dir: CIFAR-10 batch file not found: '{inputs}/empty/data_batch_1'"),
+    ("dataset_dir_malformed_cifar", ["experiments.run_search", BASELINE, "--run_dir={work}/run",
+                                     "--dataset_dir={inputs}/bad_cifar", "--random_seed=1"],
+     "malformed CIFAR-10 batch file"),
+    ("task_dataset_dir_without_cifar", ["experiments.baselines",
+                                        "--task=binary_cifar10:dataset_dir={inputs}/empty"],
+     "CIFAR-10 batch file not found: '{inputs}/empty/data_batch_1'"),
+    # Program files.
+    ("program_missing", [*EVALUATE, "--program={inputs}/missing.txt"],
+     "--program: cannot read {inputs}/missing.txt: No such file or directory"),
+    ("program_unknown_op", [*EVALUATE, "--program={inputs}/unknown_op.txt"],
+     "--program: {inputs}/unknown_op.txt: line 2: `s2 = frob(s1)` is not an instruction"),
+    ("program_missing_operand", [*EVALUATE, "--program={inputs}/missing_operand.txt"],
+     "line 3: `s1 = s0 +` is not an instruction"),
+    ("program_garbage", ["azero_jax.explain", "--program={inputs}/garbage.txt"],
+     "line 1: `hello world` before any function header: expected `def Setup():`"),
+    ("program_out_of_order", ["azero_jax.explain", "--program={inputs}/out_of_order.txt"],
+     "line 1: `def Predict():` out of order: expected def Setup():"),
+    ("program_address_beyond_memory", [*EVALUATE, "--program={inputs}/s99.txt"],
+     "setup instruction 0 `s99 = 0.1` uses s99, but memory has only 4 scalars"),
+    ("program_not_given", ["azero_jax.explain"], "--program: required"),
+    ("baselines_program_address", ["experiments.baselines", "--task=linear",
+                                   "--program={inputs}/s99.txt"],
+     "uses s99, but memory has only 5 scalars (addresses 0..4); raise --num_scalars"),
+    # Output and run directories.
+    ("run_dir_not_empty", [*SEARCH[:2], "--run_dir={work}/full"],
+     "--run_dir: {work}/full is not empty: pass --resume"),
+    ("resume_without_checkpoint", [*SEARCH, "--resume"], "--resume: no checkpoint in"),
+    ("checkpoint_every_negative", [*SEARCH, "--checkpoint_every=-1"],
+     "--checkpoint_every must be >= 0, got -1"),
+    ("compare_output_dir_not_empty", [*COMPARE, "--output_dir={work}/full"],
+     "--output_dir: {work}/full is not empty: pass --overwrite"),
+    ("compare_output_dir_missing", [*COMPARE], "--output_dir: required"),
+    ("compare_unknown_strategy", [*COMPARE, "--output_dir={work}/out",
+                                  "--strategies=evolution,annealing"],
+     "--strategies: unknown 'annealing'"),
+    ("study_unknown_setting", ["experiments.study", "--output_dir={work}/study",
+                               "--settings=linear_learn,quadratic"],
+     "--settings: unknown setting 'quadratic'"),
+]
+UNWRITABLE = [  # skipped as root, whom file modes do not stop
+    ("compare_output_dir_unwritable", [*COMPARE, "--output_dir={work}/readonly/out"],
+     "--output_dir: {work}/readonly/out: cannot write in {work}/readonly"),
+    ("run_dir_unwritable", [*SEARCH[:2], "--run_dir={work}/readonly/run"],
+     "--run_dir: cannot write in {work}/readonly"),
+]
+PARAMS = [pytest.param(argv, message, id=name) for name, argv, message in CASES] + [
+    pytest.param(argv, message, id=name, marks=pytest.mark.skipif(
+        os.geteuid() == 0, reason="file modes do not stop root")) for name, argv, message in
+    UNWRITABLE]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+  """Program files, flag files and dataset folders the cases read."""
+  folder = tmp_path_factory.mktemp("inputs")
+  for name, text in PROGRAMS.items():
+    (folder / name).write_text(text)
+  (folder / "bad_value.flags").write_text(f"{DEMO}\n--population_size=many\n")
+  (folder / "no_dashes.flags").write_text("population_size=5\n")
+  (folder / "empty").mkdir()
+  (folder / "bad_cifar").mkdir()
+  for name in CIFAR_FILES:
+    (folder / "bad_cifar" / name).write_bytes(b"not a pickle")
+  return folder
+
+
+def tree(folder: Path) -> list[str]:
+  return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("argv, message", PARAMS)
+def test_bad_input_gets_one_clear_line_and_writes_nothing(argv, message, inputs, tmp_path):
+  work = tmp_path / "work"
+  (work / "full").mkdir(parents=True)
+  (work / "full" / "old.txt").write_text("an earlier run")
+  (work / "readonly").mkdir(mode=0o500)
+  before = tree(work)
+  fill = lambda text: text.format(work=work, inputs=inputs)
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "AZERO_JAX_CACHE_DIR": str(work / "cache")}
+  done = subprocess.run([sys.executable, "-m", *map(fill, argv)], cwd=work, env=env,
+                        capture_output=True, text=True, timeout=120)
+  (work / "readonly").chmod(0o700)
+  errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+  assert done.returncode == 2, done.stderr
+  assert "Traceback" not in done.stderr
+  assert errors == done.stderr.strip().splitlines()[-1:], done.stderr  # one line, the last
+  assert fill(message) in errors[0]
+  assert tree(work) == before
