@@ -126,9 +126,11 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
   if fv.dataset_dir:
     _named("dataset_dir", lambda path: source_files("cifar10", path), fv.dataset_dir)
   tasks = [_task_spec(prefix, fv) for prefix in TASK_PREFIXES]
-  for name in ("num_scalars", "num_vectors", "num_matrices"):
-    if fv[name].value < 1:
-      raise ValueError(f"--{name} must be >= 1, got {fv[name].value}")
+  lower_bounds = {**dict.fromkeys(("num_scalars", "num_vectors", "num_matrices"), 1),
+                  **{f"{n}_size_{k}": 0 for n in COMPONENT_NAMES for k in ("init", "min", "max")}}
+  for name, low in lower_bounds.items():
+    if fv[name].value < low:
+      raise ValueError(f"--{name} must be >= {low}, got {fv[name].value}")
   return SearchConfig(
       search_tasks=tasks[0], select_tasks=tasks[1], final_tasks=tasks[2],
       memory=Memory(fv.num_scalars, fv.num_vectors, fv.num_matrices), op_lists=op_lists,

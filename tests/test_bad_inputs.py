@@ -77,6 +77,7 @@ CASES = [
      "scalars"),
     ("op_needs_more_vectors", [*SEARCH, "--num_vectors=1"],
      "op SCALAR_VECTOR_PRODUCT writes a v register, but with 1 of them none is writable"),
+    ("negative_size", [*SEARCH, "--learn_size_init=-1"], "--learn_size_init must be >= 0, got -1"),
     ("max_not_above_init", ["experiments.run_search", BASELINE, "--setup_size_max=1"],
      "setup_size_max must be > 1, the initial setup size"),
     ("min_not_below_max", ["experiments.run_search", BASELINE, "--learn_size_min=30"],

@@ -229,8 +229,8 @@ def _take(arrays, split: str, count: int | None, path_hint: str) -> tuple[np.nda
   if count is None:
     return x, y
   if count > len(y):
-    raise ValueError(f"{count} {split} examples requested but the {path_hint} dataset has only "
-                     f"{len(y)}")
+    raise datasets.DatasetError(f"{count} {split} examples requested (num_{split}_examples) but "
+                                f"the {path_hint} dataset has only {len(y)}")
   return x[:count], y[:count]
 
 
