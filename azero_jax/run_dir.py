@@ -190,7 +190,9 @@ class RunDirectory(RunHooks):
     return self.loaded.snapshot if self.loaded else None
 
   def started(self, seed: int) -> None:
-    """Creates the directory (or takes over the resumed one) and records the run."""
+    """Creates the directory (or takes over the resumed one), names it on stderr and records the
+    run."""
+    sys.stderr.write(f"run directory: {self.path}\n")
     facts = {"time": _now(), "command": sys.argv, "device": device.describe()}
     self.saved_time = time.monotonic()
     if self.loaded:

@@ -156,7 +156,6 @@ def main(argv: list[str]) -> int:
     raise cli.UserError(str(error)) from None
   if directory:
     directory.stop.install()
-    sys.stderr.write(f"run directory: {directory.path}\n")
   try:
     run(config, hooks=directory, resume=directory.resume if directory else None)
   except run_dir.Interrupted as stop:
