@@ -45,6 +45,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_bool("stop_at_success", False, "End a run at the end of the sweep in which it "
                     "first beats --success_fitness (saves time; per-program counts then stop "
                     "there too).", **kw)
+  flags.DEFINE_bool("repeat_experiments", False, "With --budget=evaluations: a run is "
+                    "run_search's repeated experiments, the search starting afresh (new "
+                    "population and FEC cache, same T_search) each time an experiment has used "
+                    "--max_train_steps.", **kw)
   flags.DEFINE_integer("evaluations", 0, "Programs evaluated per run, for every strategy (0 = "
                        "what --max_train_steps pays for without FEC).", lower_bound=0, **kw)
   flags.DEFINE_list("strategies", list(cmp.STRATEGIES), "Strategies to run.", **kw)
@@ -82,12 +86,15 @@ def setting_from_flags(fv: flags.FlagValues) -> tuple[cmp.Comparison, TaskCollec
   if steps and fv.evaluations:
     raise ValueError("--evaluations: not with --budget=train_steps (the budget is "
                      "--max_train_steps)")
+  if steps and fv.repeat_experiments:
+    raise ValueError("--repeat_experiments: only with --budget=evaluations (experiments end "
+                     "after --max_train_steps each)")
   evaluations = None if steps else fv.evaluations or cmp.default_evaluations(
       config, collections.search_tasks(seeds[0] if collections.randomize else None))
   comparison = cmp.Comparison(
       config, evaluations, fv.success_fitness,
       cmp.base_program(config, program, fv.learn_only), fv.learn_only, program,
-      fv.random_search_fec, steps, fv.stop_at_success)
+      fv.random_search_fec, steps, fv.stop_at_success, fv.repeat_experiments)
   return comparison, collections, seeds
 
 

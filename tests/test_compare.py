@@ -176,3 +176,21 @@ def test_command_line_errors(tmp_path):
   assert done.stdout.startswith("device: ")
   assert done.stderr.strip().splitlines()[-1].startswith("error: ")
   assert "--overwrite" in done.stderr
+
+
+def test_repeated_experiments_restart_the_population():
+  # Experiments of one train step end after their first sweep: evolution then only ever draws
+  # initial populations, the same draws as random search's (common random numbers).
+  fv = parse("--repeat_experiments", "--max_train_steps=1", "--success_fitness=0.9999")
+  comparison, collections, seeds = compare.setting_from_flags(fv)
+  tasks = collections.search_tasks()
+  runs = [cmp.run_search(comparison, strategy, seeds[0], tasks) for strategy in cmp.STRATEGIES]
+  assert [run.evaluations for run in runs] == [60, 60]
+  assert [p.best for p in runs[0].history] == [p.best for p in runs[1].history]
+  assert [p.mean for p in runs[0].history] == pytest.approx([p.mean for p in runs[1].history])
+  once = cmp.run_search(compare.setting_from_flags(parse("--max_train_steps=1"))[0], "evolution",
+                        seeds[0], tasks)
+  assert [p.mean for p in once.history] != [p.mean for p in runs[0].history]
+  with pytest.raises(ValueError, match="--repeat_experiments: only with --budget=evaluations"):
+    compare.setting_from_flags(parse("--repeat_experiments", "--budget=train_steps",
+                                     "--evaluations=0"))

@@ -51,6 +51,11 @@ class Comparison:
   With `stop_at_success` a run also ends at the end of the sweep in which it first succeeds
   (its per-program counts then cover the programs up to there).
 
+  With `repeat_experiments` (an `evaluations` budget only) a run is the driver's repeated
+  experiments: at the end of the sweep in which an experiment has used the config's
+  `max_train_steps`, the search starts afresh (new population and FEC cache, same T_search)
+  until the run's evaluations are spent.
+
   `base` is what random programs start from (its functions with an op list are redrawn);
   `learn_only` makes evolution start from random Learns on it too. `reference` is a hand-designed
   program evaluated beside the searches. `random_search_fec` gives random search the FEC cache
@@ -67,10 +72,13 @@ class Comparison:
   random_search_fec: bool = False
   max_train_steps: int | None = None
   stop_at_success: bool = False
+  repeat_experiments: bool = False
 
   def __post_init__(self):
     if (self.evaluations is None) == (self.max_train_steps is None):
       raise ValueError("give exactly one budget: evaluations or max_train_steps")
+    if self.repeat_experiments and self.evaluations is None:
+      raise ValueError("repeat_experiments needs an evaluations budget")
     if min(self.evaluations or 1, self.max_train_steps or 1) < 1:
       raise ValueError(f"the budget must be >= 1, got evaluations={self.evaluations}, "
                        f"max_train_steps={self.max_train_steps}")
@@ -221,28 +229,38 @@ def run_search(comparison: Comparison, strategy: str, seed: int, tasks: Sequence
   population_size = comparison.config.population_size
   limit = comparison.evaluations or sys.maxsize
   rng = np.random.default_rng(seed)
+  key = jax.random.key(seed)
   search = make_strategy(comparison, strategy)
-  fitness = make_fitness(comparison, strategy, tasks, jax.random.key(seed))
+  fitness = make_fitness(comparison, strategy, tasks, key)
   record, history = _Record(), []
   state = search.init()
+  earlier = experiment_steps = 0  # evaluations of the finished experiments; steps of this one
   start = time.monotonic()
-  while not finished(comparison, state.num_individuals, record.steps, record.first is not None):
-    done = state.num_individuals
+  while not finished(comparison, earlier + state.num_individuals, record.steps,
+                     record.first is not None):
+    done = earlier + state.num_individuals
     children = search.ask(state, rng)[:limit - done]
     evaluation = fitness.evaluate(children)
     state = search.tell(state, children, evaluation.fitness)
     record.steps += evaluation.train_steps
+    experiment_steps += evaluation.train_steps
     record.observe(children, evaluation.fitness, done, time.monotonic() - start,
                    comparison.threshold)
-    if state.num_individuals % population_size == 0 or state.num_individuals >= limit:
-      point = Point(state.num_individuals, time.monotonic() - start, record.steps, record.best,
+    sweep_end = state.num_individuals % population_size == 0
+    if sweep_end or done + len(children) >= limit:
+      point = Point(done + len(children), time.monotonic() - start, record.steps, record.best,
                     float(np.mean(search.population_fitness(state))))
       history.append(point)
       if report:
         report(point)
-  return SearchRun(strategy, seed, state.num_individuals, time.monotonic() - start, record.best,
-                   record.best_program, record.successes, record.first, record.first_seconds,
-                   history, record.steps, fitness.hit_rate)
+    if (comparison.repeat_experiments and sweep_end
+        and experiment_steps >= comparison.config.max_train_steps):
+      earlier, experiment_steps = done + len(children), 0
+      state = search.init()
+      fitness = make_fitness(comparison, strategy, tasks, jax.random.fold_in(key, earlier))
+  return SearchRun(strategy, seed, earlier + state.num_individuals, time.monotonic() - start,
+                   record.best, record.best_program, record.successes, record.first,
+                   record.first_seconds, history, record.steps, fitness.hit_rate)
 
 
 def mean_fitness(comparison: Comparison, program: Program, tasks: Sequence[Task],

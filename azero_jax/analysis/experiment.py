@@ -82,6 +82,8 @@ def describe(comparison: cmp.Comparison, collections: TaskCollections, seeds: Se
       "evaluations_per_run": comparison.evaluations,
       "max_train_steps": comparison.max_train_steps,
       "stop_at_success": comparison.stop_at_success,
+      "repeat_experiments": comparison.repeat_experiments,
+      "experiment_train_steps": comparison.config.max_train_steps,
       "threshold": comparison.threshold,
       "seeds": list(seeds),
       "strategies": list(strategies),

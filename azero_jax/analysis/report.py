@@ -120,6 +120,9 @@ def markdown(results: dict, plots: list[str] = ()) -> str:
   """results.md: the setting, the per-strategy table, the ratio, reference and baselines."""
   setting = results["setting"]
   stop = " (and then stops at the end of its sweep)" if setting.get("stop_at_success") else ""
+  if setting.get("repeat_experiments"):
+    stop += (f". A run repeats experiments of {setting['experiment_train_steps']:.3g} train "
+             "steps each (a fresh population and FEC cache each), as run_search does")
   lines = [f"# Evolution vs random search: `{setting['search_tasks']}`", "",
            f"Memory {setting['memory']}, initial sizes {setting['init_sizes']}, "
            f"P = {setting['population_size']}, T = {setting['tournament_size']}, "
