@@ -29,7 +29,7 @@ import jax
 from absl import flags
 
 import azero_jax
-from azero_jax import device
+from azero_jax import device, files
 from azero_jax.program import Program
 from azero_jax.search import checkpoint
 from azero_jax.search.driver import (
@@ -95,7 +95,7 @@ class StopSignals:
 
 
 def _write_text(path: Path, text: str) -> None:
-  checkpoint.write_atomic(path, lambda file: file.write(text.encode()))
+  files.write_atomic(path, text)
 
 
 def _write_json(path: Path, record: dict) -> None:

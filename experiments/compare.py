@@ -21,7 +21,7 @@ from pathlib import Path
 
 from absl import flags
 
-from azero_jax import cli, device
+from azero_jax import cli, device, files
 from azero_jax.analysis import comparison as cmp
 from azero_jax.analysis import experiment, plots, report
 from azero_jax.analysis.references import REFERENCES, reference
@@ -151,8 +151,8 @@ def run(fv: flags.FlagValues, write: Callable[[str], None]) -> dict:
   results["device"] = device.describe()
   results["command"] = sys.argv
   names = write_plots(results, folder) if fv.plots else []
-  report.write_atomic(folder / "results.json", report.to_json(results))
-  report.write_atomic(folder / "results.md", report.markdown(results, names))
+  files.write_atomic(folder / "results.json", report.to_json(results))
+  files.write_atomic(folder / "results.md", report.markdown(results, names))
   return results
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from absl import flags
 
-from azero_jax import cli, device
+from azero_jax import cli, device, files
 from azero_jax.analysis import plots, report
 from experiments import compare
 
@@ -91,13 +91,13 @@ def main(argv):
                                                        ("setting", "strategies", "ratio",
                                                         "seconds")}
                                                 for name, r in results.items()}}
-  report.write_atomic(folder / "study.json", report.to_json(study))
+  files.write_atomic(folder / "study.json", report.to_json(study))
   total = sum(r["seconds"] for r in results.values())
   lines = ["# Difficulty study (paper §4.1): evolution vs random search", "",
            *study_rows(results), "",
            f"Ratio: {next(iter(results.values()))['ratio']['method']}.", "",
            f"Total {total:.0f} s on {device_line}."]
-  report.write_atomic(folder / "study.md", "\n".join(lines) + "\n")
+  files.write_atomic(folder / "study.md", "\n".join(lines) + "\n")
   print("\n".join(lines))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from azero_jax import cli
+from azero_jax import cli, files
 from azero_jax.analysis import comparison as cmp
 from azero_jax.analysis import report, stats
 from azero_jax.analysis.references import AFFINE, forward_pass
@@ -140,7 +140,7 @@ def test_output_dir_refuses_to_overwrite(tmp_path):
   with pytest.raises(ValueError, match="--overwrite"):
     report.prepare_output_dir(tmp_path, overwrite=False)
   assert report.prepare_output_dir(tmp_path, overwrite=True) == tmp_path
-  report.write_atomic(tmp_path / "a.json", "{}")
+  files.write_atomic(tmp_path / "a.json", "{}")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "old.txt"]
 
 

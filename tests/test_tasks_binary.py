@@ -255,22 +255,6 @@ def test_damaged_cache_file_is_regenerated(tmp_path, rng):
   assert np.load(path)["x_train"].shape == (48, 4)
 
 
-def test_cache_write_is_atomic(tmp_path, monkeypatch):
-  path = tmp_path / "cache" / "file.npz"
-
-  def failing_savez(f, **arrays):
-    f.write(b"partial")
-    raise OSError("disk full")
-
-  monkeypatch.setattr(np, "savez", failing_savez)
-  with pytest.raises(OSError, match="disk full"):
-    binary._write_atomic(str(path), {"a": np.zeros(3)})
-  assert os.listdir(tmp_path / "cache") == []
-  monkeypatch.undo()
-  binary._write_atomic(str(path), {"a": np.zeros(3)})
-  assert os.listdir(tmp_path / "cache") == ["file.npz"]
-
-
 def test_cache_folder_depends_on_the_source_data(tmp_path, rng):
   write_cifar10(tmp_path / "a", rng)
   write_cifar10(tmp_path / "b", rng)

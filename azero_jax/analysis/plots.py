@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from azero_jax.analysis.report import STRATEGY_NAMES, write_atomic
+from azero_jax.analysis.report import STRATEGY_NAMES
+from azero_jax.files import write_atomic
 
 COLORS = {"evolution": "tab:blue", "random": "tab:orange"}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 STRATEGY_NAMES = {"evolution": "evolution", "random": "random search"}
@@ -24,19 +23,6 @@ def prepare_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
     raise ValueError(f"{folder}: cannot write in {existing}")
   folder.mkdir(parents=True, exist_ok=True)
   return folder
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-  """Writes a temporary file in the same folder, then renames it over `path`."""
-  path = Path(path)
-  handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(handle, "wb") as stream:
-      stream.write(data.encode() if isinstance(data, str) else data)
-    os.replace(temporary, path)
-  except BaseException:
-    Path(temporary).unlink(missing_ok=True)
-    raise
 
 
 def jsonable(value):

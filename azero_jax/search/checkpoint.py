@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import re
 import sys
 import zipfile
@@ -31,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 import azero_jax
+from azero_jax import files
 from azero_jax.program import COMPONENTS, Instruction, Program
 from azero_jax.search.driver import (
   ExperimentCheckpoint,
@@ -58,25 +58,6 @@ class Loaded(NamedTuple):
   snapshot: Snapshot
   extra: dict  # what the saver added (the run directory's own counters)
   path: Path
-
-
-def write_atomic(path: Path, write: Callable) -> None:
-  """Writes a file whole or not at all: `write(file)` fills a temporary file in the same folder,
-  which is synced and renamed over `path`."""
-  temporary = path.with_name(f".{path.name}.tmp")
-  try:
-    with open(temporary, "wb") as file:
-      write(file)
-      file.flush()
-      os.fsync(file.fileno())
-    os.replace(temporary, path)
-  finally:
-    temporary.unlink(missing_ok=True)
-  folder = os.open(path.parent, os.O_RDONLY)
-  try:
-    os.fsync(folder)  # the rename itself survives a crash
-  finally:
-    os.close(folder)
 
 
 def config_record(config: SearchConfig) -> dict:
@@ -196,7 +177,7 @@ def save(directory: Path, snapshot: Snapshot, config: SearchConfig,
   number = int(_NAME.fullmatch(existing[-1].name).group(1)) + 1 if existing else 1
   path = directory / f"ckpt-{number:06d}.npz"
   arrays = encode(snapshot, config, extra)
-  write_atomic(path, lambda file: np.savez(file, **arrays))
+  files.write_atomic(path, lambda file: np.savez(file, **arrays))
   for old in checkpoints(directory)[:-KEEP]:
     old.unlink()
   return path

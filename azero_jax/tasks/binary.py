@@ -16,11 +16,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from azero_jax import files
 from azero_jax.tasks import datasets
 from azero_jax.tasks.synthetic import epoch_shuffle_seed
 from azero_jax.tasks.task import Task
@@ -185,20 +185,6 @@ def _source(dataset: str, dataset_dir) -> tuple[np.ndarray, np.ndarray, tuple[in
   return images, labels, split_sizes(dataset, labels)
 
 
-def _write_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
-  """Writes an `.npz` to a temporary file in the same folder, then renames it into place."""
-  folder = os.path.dirname(path)
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
-
-
 def _read_cached(path: str) -> dict[str, np.ndarray] | None:
   try:
     with np.load(path) as data:
@@ -220,7 +206,8 @@ def load_binary_dataset(dataset: str, positive: int, negative: int, features: in
     arrays = make_binary_dataset(images, labels, positive, negative, features, seed,
                                  per_class=per_class, valid_per_class=n_valid,
                                  test_per_class=n_test)
-    _write_atomic(path, arrays)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    files.write_atomic(path, lambda file: np.savez(file, **arrays))
   return arrays
 
 
