@@ -207,6 +207,11 @@ def parse_program(text: str) -> Program:
 # Packed arrays for a population.
 
 
+def _table_field(column, dtype) -> property:
+  """A named field of a PackedComponent: column(s) of its table as `dtype`."""
+  return property(lambda self: self.table[..., column].astype(dtype))
+
+
 class PackedComponent(NamedTuple):
   """One component function of a population as one padded table (padding is NO_OP).
 
@@ -218,29 +223,12 @@ class PackedComponent(NamedTuple):
   table: np.ndarray
   length: np.ndarray | None
 
-  @property
-  def op(self):
-    return self.table[..., 0].astype(np.int32)
-
-  @property
-  def in1(self):
-    return self.table[..., 1].astype(np.int32)
-
-  @property
-  def in2(self):
-    return self.table[..., 2].astype(np.int32)
-
-  @property
-  def out(self):
-    return self.table[..., 3].astype(np.int32)
-
-  @property
-  def activation(self):
-    return self.table[..., 4]
-
-  @property
-  def floats(self):
-    return self.table[..., 5:8].astype(np.float32)
+  op = _table_field(0, np.int32)
+  in1 = _table_field(1, np.int32)
+  in2 = _table_field(2, np.int32)
+  out = _table_field(3, np.int32)
+  activation = _table_field(4, np.float64)
+  floats = _table_field(slice(5, 8), np.float32)  # f0, f1, f2
 
 
 class PackedPopulation(NamedTuple):
