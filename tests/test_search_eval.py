@@ -161,10 +161,11 @@ def test_median_combination_in_the_evaluator():
   np.testing.assert_allclose(result.fitness, np.sort(per_task, axis=1)[:, 2], atol=1e-6)
 
 
-def test_compact_buckets_are_powers_of_four_below_the_batch():
-  assert [compact_bucket(n, 1024) for n in (1, 16, 17, 64, 65, 300, 1024)] == [
-      16, 16, 64, 64, 256, 1024, 1024]
+def test_compact_buckets_halve_the_batch_down_to_the_minimum():
+  assert [compact_bucket(n, 1024) for n in (1, 16, 17, 33, 64, 65, 300, 513, 1024)] == [
+      16, 16, 32, 64, 64, 128, 512, 1024, 1024]
   assert compact_bucket(3, 8) == 8
+  assert (compact_bucket(50, 100), compact_bucket(51, 100)) == (50, 100)
 
 
 def test_fingerprint_task_takes_the_first_examples_in_stored_order():

@@ -64,13 +64,14 @@ def combine(per_task: np.ndarray, mode: str = "mean") -> np.ndarray:
 
 
 def compact_bucket(count: int, largest: int, minimum: int = 16) -> int:
-  """The smallest of largest, largest / 4, largest / 16, ... (at least `minimum`) holding count.
+  """The smallest of largest, largest / 2, largest / 4, ... (at least `minimum`) holding count.
 
-  Factors of 4 keep the number of compiled shapes small.
+  Halving keeps the number of compiled shapes small (log2(largest / minimum) + 1 per call site)
+  while padding at most doubles the work.
   """
   size = largest
-  while size // 4 >= max(count, minimum):
-    size //= 4
+  while size // 2 >= max(count, minimum):
+    size //= 2
   return size
 
 
