@@ -244,16 +244,16 @@ class PackedPopulation(NamedTuple):
 def pack_component(instruction_lists: Sequence[Sequence[Instruction]],
                    width: int) -> PackedComponent:
   """Packs instruction lists into [P, width] arrays, padding with NO_OP."""
-  count = len(instruction_lists)
-  table = np.zeros((count, width, 8), dtype=np.float64)
-  length = np.zeros(count, dtype=np.int32)
-  for row, instructions in enumerate(instruction_lists):
-    if len(instructions) > width:
-      raise ValueError(f"a component has {len(instructions)} instructions, more than the packed "
-                       f"width {width}")
-    length[row] = len(instructions)
-    if instructions:
-      table[row, :len(instructions)] = np.asarray(instructions, dtype=np.float64)
+  length = np.fromiter(map(len, instruction_lists), dtype=np.int32, count=len(instruction_lists))
+  if length.size and length.max() > width:
+    raise ValueError(f"a component has {length.max()} instructions, more than the packed "
+                     f"width {width}")
+  table = np.zeros((length.size, width, 8), dtype=np.float64)
+  flat = [inst for instructions in instruction_lists for inst in instructions]
+  if flat:
+    rows = np.repeat(np.arange(length.size), length)
+    slots = np.arange(rows.size) - np.repeat(np.cumsum(length) - length, length)
+    table[rows, slots] = np.array(flat, dtype=np.float64)
   return PackedComponent(table, length)
 
 

@@ -59,23 +59,16 @@ def _compute_masks(inst: Instruction) -> tuple[int, int]:
   return written, read | (written if partial else 0)
 
 
-def _backward(masks: list[tuple[int, int]], live: int) -> int:
-  """The registers live at the start of a function, given those live at its end."""
-  for written, read in reversed(masks):
-    if written & live:
-      live = (live & ~written) | read
-  return live
-
-
-def _live(masks: list[tuple[int, int]], live: int) -> list[int]:
-  """Positions (descending) of the instructions of a function whose results are live at its end."""
+def _backward(masks: list[tuple[int, int]], live: int) -> tuple[int, list[int]]:
+  """The registers live at the start of a function, given those live at its end, and the
+  positions (descending) of its instructions whose results are live."""
   positions = []
   for position in range(len(masks) - 1, -1, -1):
     written, read = masks[position]
     if written & live:
       positions.append(position)
       live = (live & ~written) | read
-  return positions
+  return live, positions
 
 
 def _live_lists(program: Program) -> tuple[list[int], list[int], list[int]]:
@@ -83,18 +76,18 @@ def _live_lists(program: Program) -> tuple[list[int], list[int], list[int]]:
   cached = _MASK_CACHE.get  # inlined lookup: this runs for every instruction of every child
   setup, predict, learn = ([cached(inst[:4]) or _masks(inst) for inst in instructions]
                            for instructions in (program.setup, program.predict, program.learn))
-  # Registers live at the start of Predict / Learn, iterated to the fixed point. The harness
-  # writes v0 and s0 before each, so those never carry over.
+  # Registers live at the start of Predict / Learn, iterated to the fixed point (the positions
+  # of the last pass are then those of the fixed point). The harness writes v0 and s0 before
+  # each, so those never carry over.
   predict_in = learn_in = 0
   while True:
     predict_out = ((predict_in | learn_in) & ~HARNESS_WRITES) | PREDICTION
-    learn_out = predict_in & ~HARNESS_WRITES
-    new = (_backward(predict, predict_out), _backward(learn, learn_out))
-    if new == (predict_in, learn_in):
+    (new_predict_in, predict_live), (new_learn_in, learn_live) = (
+        _backward(predict, predict_out), _backward(learn, predict_in & ~HARNESS_WRITES))
+    if (new_predict_in, new_learn_in) == (predict_in, learn_in):
       break
-    predict_in, learn_in = new
-  return (_live(setup, predict_in & ~HARNESS_WRITES), _live(predict, predict_out),
-          _live(learn, learn_out))
+    predict_in, learn_in = new_predict_in, new_learn_in
+  return _backward(setup, predict_in & ~HARNESS_WRITES)[1], predict_live, learn_live
 
 
 def live_positions(program: Program) -> dict[str, frozenset[int]]:
