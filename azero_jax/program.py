@@ -263,11 +263,14 @@ def pack(programs: Sequence[Program], widths: Sequence[int]) -> PackedPopulation
                             for name, width in zip(COMPONENTS, widths)))
 
 
+def instructions_from_rows(rows: np.ndarray) -> tuple[Instruction, ...]:
+  """Instructions from packed rows [n, 8] (op, in1, in2, out, activation, f0, f1, f2)."""
+  return tuple(Instruction(int(op), int(in1), int(in2), int(out), *data)
+               for op, in1, in2, out, *data in rows.tolist())
+
+
 def unpack(packed: PackedPopulation) -> list[Program]:
   """Inverse of `pack` (padding is dropped by length)."""
-  def instructions(component: PackedComponent, index: int) -> tuple[Instruction, ...]:
-    rows = component.table[index, :component.length[index]]
-    return tuple(Instruction(*map(int, row[:4]), *map(float, row[4:])) for row in rows)
-
-  return [Program(*(instructions(component, index) for component in packed))
+  return [Program(*(instructions_from_rows(component.table[index, :component.length[index]])
+                    for component in packed))
           for index in range(packed.size)]

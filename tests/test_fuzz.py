@@ -78,7 +78,7 @@ def test_fuzz_sample_agrees_with_the_interpreter(fuzz_programs):
   expected = [run(p, task, num_scalars=MEMORY[0], num_vectors=MEMORY[1],
                   num_matrices=MEMORY[2]).fitness for p in sample]
   np.testing.assert_allclose(fitness, expected, atol=1e-9)
-  assert (np.asarray(expected) == 0).sum() > 50
+  assert (np.asarray(expected) == 0).sum() > 30  # the sample exercises aborts
 
 
 @pytest.mark.parametrize("component", ["setup", "predict", "learn"])

@@ -16,7 +16,7 @@ from azero_jax.search.mutator import (
   alter_param,
   parse_mutation_types,
 )
-from azero_jax.search.randomizer import Memory, Randomizer, random_instruction, uniform_index
+from azero_jax.search.randomizer import Memory, Randomizer, random_instruction, uniform_indices
 
 DEMO_OPS = (56, 27, 2, 3, 18, 23)
 SMALL = Memory(4, 3, 1)
@@ -115,11 +115,12 @@ def test_random_uniform_bounds_are_not_sorted():
   assert 0.45 < unsorted < 0.55
 
 
-def test_uniform_index_is_uniform_and_in_range():
-  generator = rng(5)
-  draws = [uniform_index(generator, 7) for _ in range(7000)]
+def test_uniform_indices_are_uniform_and_in_range():
+  draws = uniform_indices(rng(5), np.full(7000, 7))
   assert set(draws) == set(range(7))
   assert np.all(np.abs(np.bincount(draws) / 7000 - 1 / 7) < 0.02)
+  mixed = uniform_indices(rng(6), np.tile([0, 1, 3], 1000)).reshape(-1, 3)
+  assert np.all(mixed[:, :2] == 0) and set(mixed[:, 2]) == {0, 1, 2}
 
 
 def test_memory_rejects_ops_without_writable_register():
@@ -273,7 +274,7 @@ def test_alter_param_changes_at_most_one_instruction_of_one_function():
     for name, (position,) in changed:
       assert child.component(name)[position].op == parent.component(name)[position].op
     altered += bool(changed)
-  assert altered > 350
+  assert altered > 325  # a re-drawn address may repeat the old one
 
 
 def test_alter_param_leaves_no_op_unchanged():

@@ -1,26 +1,39 @@
-"""The mutator (REFERENCE.md §7): one random action per child with probability `mutate_prob`."""
+"""The mutator (REFERENCE.md §7): one random action per child with probability `mutate_prob`.
+
+Children are made in batches, as rows of packed tables (`program.PackedPopulation`), with every
+draw of a batch taken at once; `Mutator.mutate` runs one Program through the same code.
+"""
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import enum
 import itertools
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from azero_jax import ops
-from azero_jax.program import COMPONENTS, Instruction, Program, float32
+from azero_jax.program import (
+  COMPONENTS,
+  Instruction,
+  PackedComponent,
+  PackedPopulation,
+  Program,
+  instructions_from_rows,
+  pack,
+  unpack,
+)
 from azero_jax.search.randomizer import (
-  DATA_FIELDS,
+  DATA_COLUMNS,
+  DATA_PLAN,
+  INDEX,
+  VALUE,
   Memory,
   Randomizer,
-  Role,
+  address_plan,
   check_sizes,
-  random_field,
-  uniform_index,
+  fresh_values,
+  uniform_indices,
 )
 
 SIGN_FLIP_PROB = 0.1  # kSignFlipProb
@@ -51,67 +64,84 @@ class MutationType(enum.IntEnum):
                      f"{', '.join(cls.__members__)} (optionally with _MUTATION_TYPE) or 0..7")
 
 
-def scale_magnitude(value: float, rng: np.random.Generator, paper_variant: bool = False) -> float:
-  """Multiplies |value| by exp(N(0, 1)) (paper: by U[0.5, 2]) keeping the sign; 0 becomes -0.0."""
-  factor = rng.uniform(*PAPER_SCALE_RANGE) if paper_variant else math.exp(rng.standard_normal())
-  magnitude = abs(value) * factor
-  return magnitude if value > 0 else -magnitude
+def scaled(values: np.ndarray, rng: np.random.Generator,
+           paper_variant: bool = False) -> np.ndarray:
+  """|value| times exp(N(0, 1)) (paper: U[0.5, 2]) keeping the sign; 0 becomes -0.0."""
+  factor = (rng.uniform(*PAPER_SCALE_RANGE, values.shape) if paper_variant
+            else np.exp(rng.standard_normal(values.shape)))
+  magnitude = np.abs(values) * factor
+  return np.where(values > 0, magnitude, -magnitude)
 
 
-def flip_or_scale(value: float, rng: np.random.Generator, paper_variant: bool = False) -> float:
-  """With probability 0.1 flips the sign, otherwise scales the magnitude."""
-  if rng.random() < SIGN_FLIP_PROB:
-    return -value
-  return scale_magnitude(value, rng, paper_variant)
+def flipped_or_scaled(values: np.ndarray, rng: np.random.Generator,
+                      paper_variant: bool = False) -> np.ndarray:
+  """Each value: with probability 0.1 its sign flipped, otherwise `scaled`."""
+  flip = rng.random(values.shape) < SIGN_FLIP_PROB
+  return np.where(flip, -values, scaled(values, rng, paper_variant))
 
 
-def alter_field(inst: Instruction, name: str, role: Role, rng: np.random.Generator,
-                paper_variant: bool = False) -> Instruction:
-  """Alters one data field by its role: index re-drawn, value flipped or scaled, std scaled."""
-  if role is Role.INDEX:
-    value = random_field(name, role, rng)
-  elif role is Role.VALUE:
-    value = flip_or_scale(getattr(inst, name), rng, paper_variant)
-  else:
-    value = scale_magnitude(getattr(inst, name), rng, paper_variant)
-  if name != "activation":
-    with np.errstate(over="ignore"):  # float32 overflow gives inf, as in the original
-      value = float32(value)
-  return inst._replace(**{name: value})
+def alter_data_rows(rows: np.ndarray, rng: np.random.Generator,
+                    paper_variant: bool = False) -> np.ndarray:
+  """AlterData on each instruction row [n, 8]: one uniformly chosen data field changes by its
+  role (index re-drawn, value flipped or scaled, std scaled); uniform bounds are then sorted.
+  Rows of ops without data are unchanged."""
+  rows = rows.copy()
+  op = rows[:, 0].astype(np.int64)
+  lanes = np.nonzero(DATA_PLAN.num_fields[op])[0]
+  op = op[lanes]
+  field = uniform_indices(rng, DATA_PLAN.num_fields[op])
+  column, role = DATA_PLAN.column[op, field], DATA_PLAN.role[op, field]
+  old = rows[lanes, column]
+  new = np.where(role == INDEX, fresh_values(role, column, rng),
+                 np.where(role == VALUE, flipped_or_scaled(old, rng, paper_variant),
+                          scaled(old, rng, paper_variant)))
+  with np.errstate(over="ignore"):  # float32 overflow gives inf, as in the original
+    narrow = new.astype(np.float32).astype(np.float64)
+  rows[lanes, column] = np.where(column == DATA_COLUMNS["activation"], new, narrow)
+  bounds = lanes[DATA_PLAN.uniform_bounds[op]]
+  rows[bounds, 5:7] = np.sort(rows[bounds, 5:7], axis=1)
+  return rows
+
+
+def alter_param_rows(rows: np.ndarray, memory: Memory, rng: np.random.Generator,
+                     paper_variant: bool = False) -> np.ndarray:
+  """AlterParam on each instruction row [n, 8] (REFERENCE.md §7.5): re-draws one input or output
+  address, or alters the data.
+
+  The choice is uniform over the op's fields: in1 (and in2) for each input, out, and data for ops
+  with data. So set-ops pick out/data with 1/2 each, 1-input ops in1/out, 2-input ops in1/in2/out
+  with 1/3 each. NO_OP rows are unchanged.
+  """
+  plan = address_plan(memory)
+  rows = rows.copy()
+  op = rows[:, 0].astype(np.int64)
+  num_inputs = plan.num_inputs[op]
+  num_fields = num_inputs + 1 + (DATA_PLAN.num_fields[op] > 0)
+  field = np.where(plan.has_output[op], uniform_indices(rng, num_fields), -1)
+  for slot in range(2):
+    lanes = np.nonzero((field == slot) & (slot < num_inputs))[0]
+    rows[lanes, 1 + slot] = uniform_indices(rng, plan.input_sizes[op[lanes], slot])
+  lanes = np.nonzero(field == num_inputs)[0]
+  rows[lanes, 3] = plan.first_out[op[lanes]] + uniform_indices(rng, plan.out_span[op[lanes]])
+  lanes = np.nonzero(field > num_inputs)[0]
+  rows[lanes] = alter_data_rows(rows[lanes], rng, paper_variant)
+  return rows
+
+
+def _row(inst: Instruction) -> np.ndarray:
+  return np.array([inst], dtype=np.float64)
 
 
 def alter_data(inst: Instruction, rng: np.random.Generator,
                paper_variant: bool = False) -> Instruction:
-  """AlterData: changes one uniformly chosen data field; uniform bounds are then sorted."""
-  fields = DATA_FIELDS[inst.spec.data]
-  name, role = fields[uniform_index(rng, len(fields))]
-  altered = alter_field(inst, name, role, rng, paper_variant)
-  if inst.spec.data is ops.Data.UNIFORM:
-    low, high = sorted((altered.f0, altered.f1))
-    altered = altered._replace(f0=low, f1=high)
-  return altered
+  """`alter_data_rows` on one instruction."""
+  return instructions_from_rows(alter_data_rows(_row(inst), rng, paper_variant))[0]
 
 
 def alter_param(inst: Instruction, memory: Memory, rng: np.random.Generator,
                 paper_variant: bool = False) -> Instruction:
-  """AlterParam: re-draws one input or output address, or alters the data (REFERENCE.md §7.5).
-
-  The choice is uniform over the op's fields: in1 (and in2) for each input, out, and data for ops
-  with data. So set-ops pick out/data with 1/2 each, 1-input ops in1/out, 2-input ops in1/in2/out
-  with 1/3 each. A NO_OP is returned unchanged.
-  """
-  spec = inst.spec
-  if spec.output is None:
-    return inst
-  fields = [(f"in{i}", kind) for i, kind in enumerate(spec.inputs, start=1)]
-  fields.append(("out", spec.output))
-  if spec.data is not ops.Data.NONE:
-    fields.append(("data", None))
-  field, kind = fields[uniform_index(rng, len(fields))]
-  if field == "data":
-    return alter_data(inst, rng, paper_variant)
-  address = memory.random_output(kind, rng) if field == "out" else memory.random_input(kind, rng)
-  return inst._replace(**{field: address})
+  """`alter_param_rows` on one instruction."""
+  return instructions_from_rows(alter_param_rows(_row(inst), memory, rng, paper_variant))[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,69 +180,125 @@ class Mutator:
 
   def mutate(self, program: Program, rng: np.random.Generator) -> Program:
     """With probability mutate_prob applies one random action; otherwise returns the parent."""
-    if self.mutate_prob < 1.0 and not np.float32(rng.random()) < self.mutate_prob:
-      return program
-    return self.apply(self.choose_action(rng), program, rng)
+    return self.apply(self.draw_actions(1, rng)[0], program, rng)
+
+  def mutate_batch(self, parents: PackedPopulation, rng: np.random.Generator) -> PackedPopulation:
+    """One child per packed parent, all drawn at once (`mutate` row by row, in distribution)."""
+    return self.apply_batch(self.draw_actions(parents.size, rng), parents, rng)
+
+  def draw_actions(self, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Per child: IDENTITY with probability 1 - mutate_prob, else `choose_actions`."""
+    actions = self.choose_actions(count, rng)
+    if self.mutate_prob < 1.0:
+      kept = ~(rng.random(count).astype(np.float32) < self.mutate_prob)
+      actions[kept] = MutationType.IDENTITY
+    return actions
 
   def choose_action(self, rng: np.random.Generator) -> MutationType:
     """Uniform over the listed types (duplicates weight them; paper variant: removal x2)."""
-    draw = rng.random() * self._cumulative_weights[-1]
-    return self.mutation_types[bisect.bisect_right(self._cumulative_weights, draw)]
+    return MutationType(self.choose_actions(1, rng)[0])
+
+  def choose_actions(self, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`choose_action` for `count` children."""
+    draws = rng.random(count) * self._cumulative_weights[-1]
+    return np.asarray(self.mutation_types)[
+        np.searchsorted(self._cumulative_weights, draws, side="right")]
 
   def apply(self, action: MutationType, program: Program, rng: np.random.Generator) -> Program:
-    """Applies one mutation action (REFERENCE.md §7.3)."""
+    """Applies one mutation action (REFERENCE.md §7.3); IDENTITY returns the parent itself."""
     if action == MutationType.IDENTITY:
       return program
-    if action == MutationType.RANDOMIZE_ALGORITHM:
-      return self.randomizer.program(program, rng)
-    name = self.choose_component(rng)
-    parts = {"setup": program.setup, "predict": program.predict, "learn": program.learn}
-    parts[name] = tuple(_EDITS[action](self, name, list(parts[name]), rng))
-    return Program(**parts)
+    packed = pack([program], [size + 1 for size in program.sizes])
+    return unpack(self.apply_batch(np.array([action]), packed, rng))[0]
 
-  def choose_component(self, rng: np.random.Generator) -> str:
-    """Uniform among the functions with a non-empty op list, whatever their length."""
-    names = self.randomizer.mutable_components
-    return names[uniform_index(rng, len(names))]
+  def apply_batch(self, actions: np.ndarray, parents: PackedPopulation,
+                  rng: np.random.Generator) -> PackedPopulation:
+    """Applies `actions[i]` to parent i. Each function keeps its packed width, widened by one
+    only if an insertion needs it."""
+    tables = [component.table.copy() for component in parents]
+    lengths = [component.length.copy() for component in parents]
+    names = self.randomizer.mutable_components  # the function choice ignores their lengths
+    whole = np.nonzero(actions == MutationType.RANDOMIZE_ALGORITHM)[0]
+    for name in names:
+      index = COMPONENTS.index(name)
+      tables[index][whole] = self._randomize_slots(name, tables[index][whole],
+                                                   lengths[index][whole], rng)
+    lanes = np.nonzero(np.isin(actions, list(_EDITS)))[0]
+    chosen = uniform_indices(rng, np.full(lanes.size, len(names)))
+    for position, name in enumerate(names):
+      index = COMPONENTS.index(name)
+      if _needs_room(actions[lanes[chosen == position]], lengths[index][lanes[chosen == position]],
+                     tables[index].shape[1]):
+        tables[index] = np.pad(tables[index], ((0, 0), (0, 1), (0, 0)))
+      for action, edit in _EDITS.items():
+        rows = lanes[(chosen == position) & (actions[lanes] == action)]
+        if rows.size:
+          tables[index][rows], lengths[index][rows] = edit(
+              self, name, tables[index][rows], lengths[index][rows], rng)
+    return PackedPopulation(*map(PackedComponent, tables, lengths))
 
-  # Edits of one function's instruction list: (function name, list, rng) -> list.
+  # Edits of one function of k children: (name, table [k, W, 8], lengths [k], rng) -> both.
 
-  def _alter_param(self, name, insts, rng):
-    if insts:
-      index = uniform_index(rng, len(insts))
-      insts[index] = alter_param(insts[index], self.randomizer.memory, rng, self.paper_variant)
-    return insts
+  def _alter_param(self, name, table, length, rng):
+    rows = np.nonzero(length)[0]
+    slots = uniform_indices(rng, length[rows])
+    table[rows, slots] = alter_param_rows(table[rows, slots], self.randomizer.memory, rng,
+                                          self.paper_variant)
+    return table, length
 
-  def _randomize_instruction(self, name, insts, rng):
-    if insts:
-      insts[uniform_index(rng, len(insts))] = self.randomizer.instruction(name, rng)
-    return insts
+  def _randomize_instruction(self, name, table, length, rng):
+    rows = np.nonzero(length)[0]
+    table[rows, uniform_indices(rng, length[rows])] = self.randomizer.rows(name, rows.size, rng)
+    return table, length
 
-  def _randomize_component(self, name, insts, rng):
-    return self.randomizer.instructions(name, len(insts), rng)
+  def _randomize_component(self, name, table, length, rng):
+    return self._randomize_slots(name, table, length, rng), length
 
-  def _insert(self, name, insts, rng):
-    if len(insts) >= self.max_sizes[COMPONENTS.index(name)] - 1:
-      return insts
-    return self._insert_random(name, insts, rng)
+  def _insert(self, name, table, length, rng):
+    rows = np.nonzero(length < self.max_sizes[COMPONENTS.index(name)] - 1)[0]
+    table[rows], length[rows] = self._insert_random(name, table[rows], length[rows], rng)
+    return table, length
 
-  def _remove(self, name, insts, rng):
-    if len(insts) <= self.min_sizes[COMPONENTS.index(name)]:
-      return insts
-    return self._remove_random(insts, rng)
+  def _remove(self, name, table, length, rng):
+    rows = np.nonzero(length > self.min_sizes[COMPONENTS.index(name)])[0]
+    table[rows], length[rows] = _remove_random(table[rows], length[rows], rng)
+    return table, length
 
-  def _trade(self, name, insts, rng):
-    return self._remove_random(self._insert_random(name, insts, rng), rng)
+  def _trade(self, name, table, length, rng):
+    wider = np.pad(table, ((0, 0), (0, 1), (0, 0)))
+    wider, grown = self._insert_random(name, wider, length, rng)
+    wider, length = _remove_random(wider, grown, rng)
+    return wider[:, :-1], length
 
-  def _insert_random(self, name, insts, rng):
-    """Inserts a random instruction at a uniform position in [0, size] (appending included)."""
-    insts.insert(uniform_index(rng, len(insts) + 1), self.randomizer.instruction(name, rng))
-    return insts
+  def _randomize_slots(self, name, table, length, rng):
+    """Every instruction replaced by a random one; lengths kept."""
+    used = np.arange(table.shape[1]) < length[:, None]
+    table[used] = self.randomizer.rows(name, int(used.sum()), rng)
+    return table
 
-  @staticmethod
-  def _remove_random(insts, rng):
-    del insts[uniform_index(rng, len(insts))]
-    return insts
+  def _insert_random(self, name, table, length, rng):
+    """A random instruction at a uniform position in [0, size] (appending included); needs a
+    free slot in every row."""
+    position = uniform_indices(rng, length + 1)[:, None]
+    slots = np.arange(table.shape[1])[None]
+    table = np.take_along_axis(table, (slots - (slots > position))[..., None], axis=1)
+    table[np.arange(len(table)), position[:, 0]] = self.randomizer.rows(name, len(table), rng)
+    return table, length + 1
+
+
+def _remove_random(table, length, rng):
+  """Removes the instruction at a uniform position of every row (each has at least one)."""
+  position = uniform_indices(rng, length)[:, None]
+  slots = np.arange(table.shape[1])[None]
+  source = np.minimum(slots + (slots >= position), table.shape[1] - 1)
+  table = np.take_along_axis(table, source[..., None], axis=1)
+  table[slots >= (length - 1)[:, None]] = 0.0  # NO_OP padding
+  return table, length - 1
+
+
+def _needs_room(actions, length, width) -> bool:
+  """Whether an insertion among these children fills its function's packed width."""
+  return bool(np.any((actions == MutationType.INSERT_INSTRUCTION) & (length >= width)))
 
 
 _EDITS = {

@@ -9,20 +9,16 @@ import dataclasses
 import enum
 import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from azero_jax import ops
-from azero_jax.program import COMPONENTS, Instruction, Program
+from azero_jax.program import COMPONENTS, Instruction, Program, instructions_from_rows
 
 # Random output addresses start here: s0 (label) and v0 (features) are never written (§1.2).
 FIRST_OUT = {ops.SCALAR: 1, ops.VECTOR: 1, ops.MATRIX: 0}
 _SIZE_FIELDS = {ops.SCALAR: "num_scalars", ops.VECTOR: "num_vectors", ops.MATRIX: "num_matrices"}
-
-
-def uniform_index(rng: np.random.Generator, n: int) -> int:
-  """A uniform integer in [0, n); one float draw, about 3x faster than `rng.integers`."""
-  return int(rng.random() * n)  # random() < 1 - 2**-53, so the product rounds below n
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,15 +31,6 @@ class Memory:
 
   def size(self, kind: str) -> int:
     return getattr(self, _SIZE_FIELDS[kind])
-
-  def random_input(self, kind: str, rng: np.random.Generator) -> int:
-    """A uniform input address in [0, size)."""
-    return uniform_index(rng, self.size(kind))
-
-  def random_output(self, kind: str, rng: np.random.Generator) -> int:
-    """A uniform output address in [FIRST_OUT, size): never s0 or v0."""
-    first = FIRST_OUT[kind]
-    return first + uniform_index(rng, self.size(kind) - first)
 
   def check_op(self, op_id: int) -> None:
     """Raises ValueError if random instructions of this op cannot be addressed in this memory."""
@@ -74,44 +61,100 @@ DATA_FIELDS: dict[ops.Data, tuple[tuple[str, Role], ...]] = {
     ops.Data.UNIFORM: (("f0", Role.VALUE), ("f1", Role.VALUE)),
     ops.Data.GAUSSIAN: (("f0", Role.VALUE), ("f1", Role.SCALE)),
 }
-_RANGES = {Role.INDEX: (0.0, 1.0), Role.VALUE: (-1.0, 1.0), Role.SCALE: (0.0, 1.0)}
 
 
-def random_field(field: str, role: Role, rng: np.random.Generator) -> float:
-  """A fresh value for a data field: float64 for `activation`, float32 (in [lo, hi)) otherwise."""
-  low, high = _RANGES[role]
-  if field == "activation":
-    return low + (high - low) * rng.random()
-  draw = rng.random(dtype=np.float32)  # float32 in [0, 1): the result stays below `high`
-  return float(np.float32(low) + np.float32(high - low) * draw)
+# Columns of a packed instruction row (program.PackedComponent) holding each data field.
+DATA_COLUMNS = {"activation": 4, "f0": 5, "f1": 6, "f2": 7}
+NO_ROLE, INDEX, VALUE, SCALE = range(4)  # role codes in `DataPlan.role`
+_ROLE_CODES = {Role.INDEX: INDEX, Role.VALUE: VALUE, Role.SCALE: SCALE}
+MAX_DATA_FIELDS = max(len(fields) for fields in DATA_FIELDS.values())
+
+
+class DataPlan(NamedTuple):
+  """Per-op arrays (indexed by op id): where each op keeps its data fields and how they vary."""
+
+  num_fields: np.ndarray  # [NUM_OPS]
+  column: np.ndarray  # [NUM_OPS, MAX_DATA_FIELDS] row column of each data field
+  role: np.ndarray  # [NUM_OPS, MAX_DATA_FIELDS] role code (NO_ROLE past the last field)
+  uniform_bounds: np.ndarray  # [NUM_OPS] bool: f0, f1 are the bounds of a uniform draw
+
+
+def _data_plan() -> DataPlan:
+  fields = [DATA_FIELDS[op.data] for op in ops.OPS]
+  column = np.zeros((ops.NUM_OPS, MAX_DATA_FIELDS), np.int64)
+  role = np.zeros((ops.NUM_OPS, MAX_DATA_FIELDS), np.int64)
+  for op_id, op_fields in enumerate(fields):
+    for index, (name, field_role) in enumerate(op_fields):
+      column[op_id, index], role[op_id, index] = DATA_COLUMNS[name], _ROLE_CODES[field_role]
+  return DataPlan(np.array([len(f) for f in fields]), column, role,
+                  np.array([op.data is ops.Data.UNIFORM for op in ops.OPS]))
+
+
+DATA_PLAN = _data_plan()
+
+
+class AddressPlan(NamedTuple):
+  """Per-op arrays (indexed by op id) for drawing addresses in one memory."""
+
+  num_inputs: np.ndarray  # [NUM_OPS]
+  input_sizes: np.ndarray  # [NUM_OPS, 2] address counts of in1 and in2 (0 when unused)
+  has_output: np.ndarray  # [NUM_OPS] bool (False for NO_OP)
+  first_out: np.ndarray  # [NUM_OPS] first writable output address
+  out_span: np.ndarray  # [NUM_OPS] number of writable output addresses
 
 
 @functools.cache
-def _plan(op_id: int, memory: Memory):
-  """What a random instruction of the op draws: input sizes, first output address, number of
-  output addresses, data fields."""
-  spec = ops.OPS[op_id]
-  if spec.output is None:
-    return None
-  first = FIRST_OUT[spec.output]
-  return (tuple(memory.size(kind) for kind in spec.inputs), first,
-          memory.size(spec.output) - first, DATA_FIELDS[spec.data])
+def address_plan(memory: Memory) -> AddressPlan:
+  """The address draws of every op in `memory`, derived from ops.OPS."""
+  input_sizes = np.zeros((ops.NUM_OPS, 2), np.int64)
+  first_out, out_span = np.zeros(ops.NUM_OPS, np.int64), np.zeros(ops.NUM_OPS, np.int64)
+  for op in ops.OPS:
+    input_sizes[op.id, :op.num_inputs] = [memory.size(kind) for kind in op.inputs]
+    if op.output is not None:
+      first_out[op.id] = FIRST_OUT[op.output]
+      out_span[op.id] = max(0, memory.size(op.output) - FIRST_OUT[op.output])
+  return AddressPlan(np.array([op.num_inputs for op in ops.OPS]), input_sizes,
+                     np.array([op.output is not None for op in ops.OPS]), first_out, out_span)
+
+
+def uniform_indices(rng: np.random.Generator, sizes) -> np.ndarray:
+  """Uniform integers in [0, sizes) elementwise (0 where a size is 0), one float draw each."""
+  sizes = np.asarray(sizes)
+  return (rng.random(sizes.shape) * sizes).astype(np.int64)
+
+
+def fresh_values(roles: np.ndarray, columns: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """New data values by role: INDEX and SCALE from U[0, 1), VALUE from U[-1, 1).
+
+  float32 values, except in the activation column (float64), as the original stores them.
+  """
+  draws = rng.random(roles.shape, dtype=np.float32)
+  values = np.where(roles == VALUE, np.float32(-1.0) + np.float32(2.0) * draws, draws)
+  wide = rng.random(roles.shape)
+  return np.where(columns == DATA_COLUMNS["activation"],
+                  np.where(roles == VALUE, -1.0 + 2.0 * wide, wide), values.astype(np.float64))
+
+
+def random_rows(op_ids, memory: Memory, rng: np.random.Generator) -> np.ndarray:
+  """New instruction rows [n, 8] of the given ops: uniform addresses (outputs never s0 or v0) and
+  data drawn by role (REFERENCE.md §2.3). Uniform-set bounds are left unsorted, like the original.
+  """
+  plan = address_plan(memory)
+  op_ids = np.asarray(op_ids, dtype=np.int64)
+  rows = np.zeros((op_ids.size, 8))
+  rows[:, 0] = op_ids
+  rows[:, 1:3] = uniform_indices(rng, plan.input_sizes[op_ids])
+  rows[:, 3] = plan.first_out[op_ids] + uniform_indices(rng, plan.out_span[op_ids])
+  roles, columns = DATA_PLAN.role[op_ids], DATA_PLAN.column[op_ids]
+  values = fresh_values(roles, columns, rng)
+  lanes, fields = np.nonzero(roles)
+  rows[lanes, columns[lanes, fields]] = values[lanes, fields]
+  return rows
 
 
 def random_instruction(op_id: int, memory: Memory, rng: np.random.Generator) -> Instruction:
-  """A new instruction of op `op_id` with random addresses and data (in1, in2, out, data order).
-
-  Uniform-set bounds are drawn independently and left unsorted, like the original. The draws
-  are those of `Memory.random_input`, `Memory.random_output` and `random_field`, in that order.
-  """
-  plan = _plan(op_id, memory)
-  if plan is None:
-    return Instruction()
-  input_sizes, first, span, data = plan
-  inputs = [int(rng.random() * size) for size in input_sizes] + [0] * (2 - len(input_sizes))
-  out = first + int(rng.random() * span)
-  values = {name: random_field(name, role, rng) for name, role in data}
-  return Instruction(op_id, inputs[0], inputs[1], out, **values)
+  """A new instruction of op `op_id` with random addresses and data (see `random_rows`)."""
+  return instructions_from_rows(random_rows([op_id], memory, rng))[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,14 +186,19 @@ class Randomizer:
   def ops_for(self, component: str) -> tuple[int, ...]:
     return self.op_lists[COMPONENTS.index(component)]
 
+  def rows(self, component: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` random instruction rows [count, 8], ops drawn uniformly from the function's list."""
+    allowed = np.asarray(self.ops_for(component), dtype=np.int64)
+    return random_rows(allowed[uniform_indices(rng, np.full(count, allowed.size))], self.memory,
+                       rng)
+
   def instruction(self, component: str, rng: np.random.Generator) -> Instruction:
     """A random instruction with an op drawn uniformly from the function's op list."""
-    allowed = self.ops_for(component)
-    return random_instruction(allowed[uniform_index(rng, len(allowed))], self.memory, rng)
+    return self.instructions(component, 1, rng)[0]
 
   def instructions(self, component: str, size: int,
                    rng: np.random.Generator) -> tuple[Instruction, ...]:
-    return tuple(self.instruction(component, rng) for _ in range(size))
+    return instructions_from_rows(self.rows(component, size, rng))
 
   def program(self, program: Program, rng: np.random.Generator) -> Program:
     """Replaces every instruction of every function with a non-empty op list; sizes are kept."""
