@@ -311,6 +311,13 @@ def pack_population(programs: Sequence[Program], widths=None,
   return pack(list(programs) + [Program()] * (size - len(programs)), widths)
 
 
+def pad_population(packed: PackedPopulation, size: int) -> PackedPopulation:
+  """`packed` with empty programs appended up to `size` rows."""
+  extra = size - packed.size
+  return PackedPopulation(*(PackedComponent(np.pad(c.table, ((0, extra), (0, 0), (0, 0))),
+                                            np.pad(c.length, (0, extra))) for c in packed))
+
+
 def evaluate(programs: Sequence[Program], tasks: Sequence[Task], *, num_scalars: int,
              num_vectors: int, num_matrices: int, dtype: str = "float32", seed: int = 0,
              max_abs_error: float = 100.0, op_sets=None) -> np.ndarray:

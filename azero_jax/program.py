@@ -240,6 +240,22 @@ class PackedPopulation(NamedTuple):
   def size(self) -> int:
     return self.setup.table.shape[0]
 
+  @property
+  def widths(self) -> tuple[int, int, int]:
+    return tuple(component.table.shape[1] for component in self)
+
+  def take(self, rows) -> PackedPopulation:
+    """The programs at `rows` (indices or a slice)."""
+    return PackedPopulation(*(PackedComponent(c.table[rows], c.length[rows]) for c in self))
+
+  def padded(self, widths: Sequence[int]) -> PackedPopulation:
+    """The same programs with each function padded (NO_OP) to at least `widths`."""
+    if all(c.table.shape[1] >= w for c, w in zip(self, widths)):
+      return self
+    return PackedPopulation(*(
+        PackedComponent(np.pad(c.table, ((0, 0), (0, max(0, w - c.table.shape[1])), (0, 0))),
+                        c.length) for c, w in zip(self, widths)))
+
 
 def pack_component(instruction_lists: Sequence[Sequence[Instruction]],
                    width: int) -> PackedComponent:
@@ -269,8 +285,56 @@ def instructions_from_rows(rows: np.ndarray) -> tuple[Instruction, ...]:
                for op, in1, in2, out, *data in rows.tolist())
 
 
+def concatenate(populations: Sequence[PackedPopulation]) -> PackedPopulation:
+  """Packed populations one after another, padded to their widest functions."""
+  widths = np.max([p.widths for p in populations], axis=0)
+  padded = [p.padded(widths) for p in populations]
+  return PackedPopulation(*(PackedComponent(np.concatenate([p[i].table for p in padded]),
+                                            np.concatenate([p[i].length for p in padded]))
+                            for i in range(len(COMPONENTS))))
+
+
+class ProgramBatch(Sequence):
+  """Programs held packed (one table per function): the form the search works on.
+
+  A read-only sequence of Programs (a slice gives a tuple); `packed` keeps the arrays.
+  """
+
+  __slots__ = ("packed",)
+
+  def __init__(self, packed: PackedPopulation):
+    self.packed = packed
+
+  @classmethod
+  def of(cls, programs: Sequence[Program], widths: Sequence[int] | None = None) -> ProgramBatch:
+    """`programs` as a batch (as is if already one), padded to at least `widths`."""
+    if isinstance(programs, ProgramBatch):
+      return programs if widths is None else cls(programs.packed.padded(widths))
+    longest = [max((len(p.component(name)) for p in programs), default=0) for name in COMPONENTS]
+    return cls(pack(programs, longest if widths is None else np.maximum(longest, widths)))
+
+  def __len__(self) -> int:
+    return self.packed.size
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return tuple(self[i] for i in range(*index.indices(len(self))))
+    index = range(len(self))[index]
+    return Program(*(instructions_from_rows(c.table[index, :c.length[index]])
+                     for c in self.packed))
+
+  def __eq__(self, other) -> bool:
+    """Same programs packed the same way."""
+    return isinstance(other, ProgramBatch) and self.packed.widths == other.packed.widths and all(
+        np.array_equal(a.table, b.table, equal_nan=True) and np.array_equal(a.length, b.length)
+        for a, b in zip(self.packed, other.packed))
+
+  __hash__ = None
+
+  def __repr__(self) -> str:
+    return f"ProgramBatch({len(self)} programs, widths {self.packed.widths})"
+
+
 def unpack(packed: PackedPopulation) -> list[Program]:
   """Inverse of `pack` (padding is dropped by length)."""
-  return [Program(*(instructions_from_rows(component.table[index, :component.length[index]])
-                    for component in packed))
-          for index in range(packed.size)]
+  return list(ProgramBatch(packed))

@@ -151,7 +151,8 @@ def test_a_checkpoint_of_other_settings_or_format_is_refused(tmp_path, evolution
     checkpoint.load_latest(tmp_path, config("--max_experiments=2", "--population_size=80"))
   arrays = checkpoint.encode(snapshots[1], config_)
   arrays["meta"] = np.frombuffer(
-      arrays["meta"].tobytes().replace(b'"format_version": 1', b'"format_version": 99'), np.uint8)
+      arrays["meta"].tobytes().replace(f'"format_version": {checkpoint.FORMAT_VERSION}'.encode(),
+                                      b'"format_version": 99'), np.uint8)
   np.savez(tmp_path / "ckpt-000009.npz", **arrays)
   with pytest.raises(checkpoint.CheckpointError, match="version 99, expected"):
     checkpoint.load_latest(tmp_path, config_)

@@ -1,12 +1,13 @@
-"""Dead-code removal: hand-made cases, and fitness kept on many random programs."""
+"""Dead-code removal: hand-made cases, a plain reference on random batches, and fitness kept on
+many random programs."""
 
 import numpy as np
 import pytest
 
-from azero_jax import Task
+from azero_jax import Task, ops
 from azero_jax.interpreter import interpret
-from azero_jax.program import Program
-from azero_jax.search.dead_code import live_positions, strip_dead_code
+from azero_jax.program import COMPONENTS, Program, ProgramBatch, pack
+from azero_jax.search.dead_code import live_positions, live_slots, strip_dead_code, strip_packed
 from azero_jax.search.generator import LINEAR, NEURAL_NET, InitModel, initial_program
 from azero_jax.search.mutator import MutationType, Mutator
 from azero_jax.search.randomizer import Memory, Randomizer
@@ -142,3 +143,54 @@ def test_stripping_keeps_fitness_of_random_programs(seed):
       assert _fitness(stripped, task) == fitness, prog.to_text()
       fitnesses.add(fitness)
   assert removed > 500 and len(fitnesses) > 50  # the check is not vacuous
+
+
+def reference_live(prog):
+  """Live positions per function by plain set liveness over (kind, address) registers."""
+  def registers(inst):
+    spec = inst.spec
+    written = set() if spec.output is None else {(spec.output, inst.out)}
+    read = set(zip(spec.inputs, (inst.in1, inst.in2)))
+    partial = spec.data in (ops.Data.VECTOR_CONST, ops.Data.MATRIX_CONST)
+    return written, read | (written if partial else set())
+
+  def backward(instructions, live):
+    kept = set()
+    for position in reversed(range(len(instructions))):
+      written, read = registers(instructions[position])
+      if written & live:
+        kept.add(position)
+        live = (live - written) | read
+    return live, kept
+
+  harness = {(ops.SCALAR, 0), (ops.VECTOR, 0)}
+  predict_in = learn_in = set()
+  while True:
+    (new_predict_in, predict), (new_learn_in, learn) = (
+        backward(prog.predict, ((predict_in | learn_in) - harness) | {(ops.SCALAR, 1)}),
+        backward(prog.learn, predict_in - harness))
+    if (new_predict_in, new_learn_in) == (predict_in, learn_in):
+      return backward(prog.setup, predict_in - harness)[1], predict, learn
+    predict_in, learn_in = new_predict_in, new_learn_in
+
+
+@pytest.mark.parametrize("memory, live_share", [
+    (Memory(4, 3, 2), 0.1), (Memory(20, 20, 20), 0.01), (Memory(24, 3, 2), 0.01)])  # int bits
+def test_batched_liveness_matches_a_plain_reference(memory, live_share):
+  randomizer = Randomizer((tuple(range(ops.NUM_OPS)),) * 3, memory)
+  rng = np.random.default_rng(4)
+  programs = [initial_program(InitModel.RANDOM, tuple(rng.integers(0, 12, 3)), randomizer, rng)
+              for _ in range(400)]
+  packed = pack(programs, (12, 12, 12))
+  kept = live_slots(packed)
+  stripped = ProgramBatch(strip_packed(packed))
+  for index, prog in enumerate(programs):
+    expected = reference_live(prog)
+    for name, slots, positions in zip(COMPONENTS, kept, expected):
+      assert set(np.nonzero(slots[index])[0]) == positions, (name, prog.to_text())
+    assert stripped[index] == Program(*(
+        tuple(inst for position, inst in enumerate(prog.component(name)) if position in live)
+        for name, live in zip(COMPONENTS, expected)))
+  assert stripped.packed.widths == (12, 12, 12)
+  live = sum(s.sum() for s in kept) / sum(sum(p.sizes) for p in programs)
+  assert live_share < live < 0.9  # neither everything nor nothing is live

@@ -31,7 +31,14 @@ import numpy as np
 
 import azero_jax
 from azero_jax import files
-from azero_jax.program import COMPONENTS, Instruction, Program
+from azero_jax.program import (
+  COMPONENTS,
+  Instruction,
+  PackedComponent,
+  PackedPopulation,
+  Program,
+  ProgramBatch,
+)
 from azero_jax.search.driver import (
   ExperimentCheckpoint,
   ExperimentResult,
@@ -44,7 +51,7 @@ from azero_jax.search.fec import FecState
 from azero_jax.search.random_search import RandomSearchState
 
 FORMAT = "azero_jax search checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the population as packed tables; FEC keys as float64 rows
 KEEP = 2  # checkpoints kept: the newest and one to fall back to
 _NAME = re.compile(r"ckpt-(\d+)\.npz")
 _UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
@@ -80,9 +87,21 @@ def _get_programs(arrays: dict, name: str) -> list[Program]:
           for sizes in arrays[f"{name}.sizes"].tolist()]
 
 
+def _put_packed(arrays: dict, name: str, programs: Sequence[Program]) -> None:
+  """A population's packed tables as they are (their widths included)."""
+  for part, component in zip(COMPONENTS, ProgramBatch.of(programs).packed):
+    arrays[f"{name}.{part}.table"], arrays[f"{name}.{part}.length"] = component
+
+
+def _get_packed(arrays: dict, name: str) -> ProgramBatch:
+  return ProgramBatch(PackedPopulation(*(
+      PackedComponent(arrays[f"{name}.{part}.table"], arrays[f"{name}.{part}.length"])
+      for part in COMPONENTS)))
+
+
 def _put_strategy(arrays: dict, state) -> dict:
   if isinstance(state, EvolutionState):
-    _put_programs(arrays, "population", state.programs)
+    _put_packed(arrays, "population", state.programs)
     arrays["population.fitness"] = state.fitness
     return {"kind": "evolution", "num_individuals": state.num_individuals}
   _put_programs(arrays, "best", [] if state.best_program is None else [state.best_program])
@@ -94,8 +113,8 @@ def _put_strategy(arrays: dict, state) -> dict:
 
 def _get_strategy(arrays: dict, meta: dict):
   if meta["kind"] == "evolution":
-    return EvolutionState(tuple(_get_programs(arrays, "population")),
-                          arrays["population.fitness"], meta["num_individuals"])
+    return EvolutionState(_get_packed(arrays, "population"), arrays["population.fitness"],
+                          meta["num_individuals"])
   best = _get_programs(arrays, "best")
   return RandomSearchState(best[0] if best else None, float(arrays["best.fitness"][0]),
                            meta["num_successes"], arrays["recent_fitness"],

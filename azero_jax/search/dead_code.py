@@ -12,95 +12,126 @@ one element and keeps the rest, so it also reads its output register.
 Removing dead code never changes the fitness of a program without random ops. With random ops it
 changes which draws the live ones get (not their distribution). A train budget must be checked on
 the unstripped program, because its cost counts every instruction.
+
+The analysis runs on packed batches (`program.PackedPopulation`), all programs at once: registers
+are bits of one uint64 per program (Python ints when a memory has more than 21 addresses of a kind).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from azero_jax import ops
-from azero_jax.program import COMPONENTS, Instruction, Program
+from azero_jax.program import (
+  COMPONENTS,
+  PackedComponent,
+  PackedPopulation,
+  Program,
+  ProgramBatch,
+  pack,
+)
 
-# Registers are bits of an int: scalar a is bit a, vector a bit 64 + a, matrix a bit 128 + a.
-_OFFSET = {ops.SCALAR: 0, ops.VECTOR: 64, ops.MATRIX: 128}
-HARNESS_WRITES = (1 << _OFFSET[ops.SCALAR]) | (1 << _OFFSET[ops.VECTOR])  # s0, v0
-PREDICTION = 1 << (_OFFSET[ops.SCALAR] + 1)  # s1
-# Per op: (output offset or None, input offsets, whether it writes only part of its output).
-_OP_REGISTERS = tuple(
-    (None if op.output is None else _OFFSET[op.output], tuple(_OFFSET[k] for k in op.inputs),
-     op.data in (ops.Data.VECTOR_CONST, ops.Data.MATRIX_CONST))
-    for op in ops.OPS)
-
-
-_MASK_CACHE: dict[tuple[int, int, int, int], tuple[int, int]] = {}
-_MASK_CACHE_SIZE = 1 << 16
-
-
-def _masks(inst: Instruction) -> tuple[int, int]:
-  """(bit written, bits read) of an instruction, memoised by op and addresses (constants play no
-  part, so the entries recur across children)."""
-  registers = inst[:4]  # op, in1, in2, out
-  masks = _MASK_CACHE.get(registers)
-  if masks is None:
-    if len(_MASK_CACHE) >= _MASK_CACHE_SIZE:
-      _MASK_CACHE.clear()
-    masks = _MASK_CACHE[registers] = _compute_masks(inst)
-  return masks
+_KINDS = {kind: index for index, kind in enumerate(ops.KINDS)}
+# Per op: kind index of out, in1 and in2 (-1 when absent), and whether out is written in part only.
+_OUT_KIND = np.array([_KINDS.get(op.output, -1) for op in ops.OPS])
+_IN_KINDS = np.array([[_KINDS[k] for k in op.inputs] + [-1] * (2 - op.num_inputs)
+                      for op in ops.OPS])
+_PARTIAL = np.array([op.data in (ops.Data.VECTOR_CONST, ops.Data.MATRIX_CONST) for op in ops.OPS])
 
 
-def _compute_masks(inst: Instruction) -> tuple[int, int]:
-  """(bit written, bits read); (0, 0) for NO_OP. A vector or matrix const-set writes one element
-  and keeps the rest, so it also reads its output."""
-  output, inputs, partial = _OP_REGISTERS[inst.op]
-  if output is None:
-    return 0, 0
-  written = 1 << (output + inst.out)
-  read = 0
-  for offset, address in zip(inputs, (inst.in1, inst.in2)):
-    read |= 1 << (offset + address)
-  return written, read | (written if partial else 0)
+class _Registers:
+  """Register bits of a batch: kind k, address a is bit k * span + a."""
+
+  def __init__(self, packed: PackedPopulation):
+    addresses = [c.table[..., 1:4] for c in packed if c.table.size]
+    self.span = int(max((a.max() for a in addresses), default=0)) + 1
+    self.dtype = np.uint64 if 3 * self.span <= 64 else object
+    self.zero = self.dtype(0) if self.dtype is np.uint64 else 0
+
+  def bits(self, kind: np.ndarray, address: np.ndarray) -> np.ndarray:
+    """The bit of each (kind, address), 0 where kind < 0."""
+    shift = np.where(kind >= 0, kind * self.span + address, 0).astype(np.int64)
+    if self.dtype is np.uint64:
+      bits = np.left_shift(np.uint64(1), shift.astype(np.uint64))
+    else:
+      bits = np.frompyfunc(lambda s: 1 << int(s), 1, 1)(shift)
+    return np.where(kind >= 0, bits, self.zero)
+
+  def constant(self, kind: str, address: int, count: int) -> np.ndarray:
+    return np.full(count, self.bits(np.array(_KINDS[kind]), np.array(address)), self.dtype)
+
+  def slots(self, component: PackedComponent) -> tuple[np.ndarray, np.ndarray]:
+    """(bit written, bits read) of every slot [n, W]; padding (NO_OP) writes and reads nothing.
+    A vector or matrix const-set writes one element and keeps the rest, so it reads its output."""
+    table = component.table
+    op = table[..., 0].astype(np.int64)
+    address = table[..., 1:4].astype(np.int64)
+    written = self.bits(_OUT_KIND[op], address[..., 2])
+    read = self.bits(_IN_KINDS[op, 0], address[..., 0]) | self.bits(_IN_KINDS[op, 1],
+                                                                  address[..., 1])
+    return written, read | np.where(_PARTIAL[op], written, self.zero)
 
 
-def _backward(masks: list[tuple[int, int]], live: int) -> tuple[int, list[int]]:
-  """The registers live at the start of a function, given those live at its end, and the
-  positions (descending) of its instructions whose results are live."""
-  positions = []
-  for position in range(len(masks) - 1, -1, -1):
-    written, read = masks[position]
-    if written & live:
-      positions.append(position)
-      live = (live & ~written) | read
-  return live, positions
+def _backward(written: np.ndarray, read: np.ndarray, live: np.ndarray):
+  """Registers live at the start of a function given those live at its end, and which slots
+  [n, W] write a live register."""
+  kept = np.zeros(written.shape, dtype=bool)
+  for slot in range(written.shape[1] - 1, -1, -1):
+    hit = (written[:, slot] & live) != 0
+    kept[:, slot] = hit
+    live = np.where(hit, (live & ~written[:, slot]) | read[:, slot], live)
+  return live, kept
 
 
-def _live_lists(program: Program) -> tuple[list[int], list[int], list[int]]:
-  """Live positions (descending) of Setup, Predict and Learn."""
-  cached = _MASK_CACHE.get  # inlined lookup: this runs for every instruction of every child
-  setup, predict, learn = ([cached(inst[:4]) or _masks(inst) for inst in instructions]
-                           for instructions in (program.setup, program.predict, program.learn))
-  # Registers live at the start of Predict / Learn, iterated to the fixed point (the positions
-  # of the last pass are then those of the fixed point). The harness writes v0 and s0 before
-  # each, so those never carry over.
-  predict_in = learn_in = 0
+def live_slots(packed: PackedPopulation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """[n, W] per function (Setup, Predict, Learn): whether each slot's result can reach the
+  prediction."""
+  registers = _Registers(packed)
+  setup, predict, learn = (registers.slots(component) for component in packed)
+  count = packed.size
+  harness = registers.constant(ops.SCALAR, 0, count) | registers.constant(ops.VECTOR, 0, count)
+  prediction = registers.constant(ops.SCALAR, 1, count)
+  # Registers live at the start of Predict / Learn, iterated to the fixed point (the slots of the
+  # last pass are then those of the fixed point). The harness writes v0 and s0 before each, so
+  # those never carry over.
+  predict_in = learn_in = np.full(count, registers.zero, registers.dtype)
   while True:
-    predict_out = ((predict_in | learn_in) & ~HARNESS_WRITES) | PREDICTION
     (new_predict_in, predict_live), (new_learn_in, learn_live) = (
-        _backward(predict, predict_out), _backward(learn, predict_in & ~HARNESS_WRITES))
-    if (new_predict_in, new_learn_in) == (predict_in, learn_in):
+        _backward(*predict, ((predict_in | learn_in) & ~harness) | prediction),
+        _backward(*learn, predict_in & ~harness))
+    if np.array_equal(new_predict_in, predict_in) and np.array_equal(new_learn_in, learn_in):
       break
     predict_in, learn_in = new_predict_in, new_learn_in
-  return _backward(setup, predict_in & ~HARNESS_WRITES)[1], predict_live, learn_live
+  return _backward(*setup, predict_in & ~harness)[1], predict_live, learn_live
+
+
+def _compact(component: PackedComponent, kept: np.ndarray, width: int) -> PackedComponent:
+  """The kept slots of each row moved to the front, in order, within `width` slots."""
+  length = kept.sum(axis=1).astype(np.int32)
+  if length.size and length.max() > width:
+    raise ValueError(f"{length.max()} live instructions do not fit the packed width {width}")
+  order = np.argsort(~kept, axis=1, kind="stable")[:, :width]
+  table = np.take_along_axis(component.table, order[..., None], axis=1)
+  if table.shape[1] < width:
+    table = np.pad(table, ((0, 0), (0, width - table.shape[1]), (0, 0)))
+  table[np.arange(width)[None] >= length[:, None]] = 0.0  # NO_OP padding
+  return PackedComponent(table, length)
+
+
+def strip_packed(packed: PackedPopulation, widths=None) -> PackedPopulation:
+  """The programs without dead instructions (NO_OPs included), packed to `widths` (default: the
+  input's); fitness is unchanged."""
+  widths = packed.widths if widths is None else widths
+  return PackedPopulation(*map(_compact, packed, live_slots(packed), widths))
 
 
 def live_positions(program: Program) -> dict[str, frozenset[int]]:
   """Positions of the instructions whose results can reach the prediction, per function."""
-  return {name: frozenset(positions)
-          for name, positions in zip(COMPONENTS, _live_lists(program), strict=True)}
+  kept = live_slots(pack([program], program.sizes))
+  return {name: frozenset(np.nonzero(slots[0])[0].tolist())
+          for name, slots in zip(COMPONENTS, kept, strict=True)}
 
 
 def strip_dead_code(program: Program) -> Program:
   """The program without dead instructions (NO_OPs included); fitness is unchanged."""
-  parts = (program.setup, program.predict, program.learn)
-  live = _live_lists(program)
-  if all(len(kept) == len(instructions) for kept, instructions in zip(live, parts)):
-    return program
-  return Program(*(tuple(instructions[position] for position in reversed(kept))
-                   for instructions, kept in zip(parts, live)))
+  return ProgramBatch(strip_packed(pack([program], program.sizes)))[0]

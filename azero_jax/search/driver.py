@@ -188,7 +188,8 @@ def make_strategy(config: SearchConfig) -> RegularizedEvolution | RandomSearch:
   fixed = initial(config)
   make = random_program if config.init_model is InitModel.RANDOM else lambda rng: fixed
   return RegularizedEvolution(mutator(config), make, config.population_size,
-                              config.tournament_size, config.batch_size)
+                              config.tournament_size, config.batch_size,
+                              search_widths(fixed, config.max_sizes))
 
 
 def search_evaluator(config: SearchConfig, tasks, key) -> SearchEvaluator:

@@ -6,6 +6,8 @@ the first drawn) and a mutation, and replaces the oldest slot. Children are aske
 up to B, all drawn from the current population, and told back together: they replace the B oldest
 slots in age order. B = 1 is the original's one-at-a-time loop. A batch never crosses the end of a
 sweep (P children), so sweeps end at the same individual counts as in the original.
+
+The population and the batches are `ProgramBatch`es: packed tables, mutated a batch at a time.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from azero_jax.program import Program
+from azero_jax.program import Program, ProgramBatch, concatenate
 from azero_jax.search.mutator import Mutator
 
 
@@ -23,7 +25,7 @@ from azero_jax.search.mutator import Mutator
 class EvolutionState:
   """The population (slot order) and its fitness; `num_individuals` counts every evaluation."""
 
-  programs: tuple[Program, ...] = ()
+  programs: Sequence[Program] = ()  # a ProgramBatch once told
   fitness: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
   num_individuals: int = 0
 
@@ -36,6 +38,8 @@ class RegularizedEvolution:
   """`init() -> state`, `ask(state, rng) -> programs`, `tell(state, programs, fitness) -> state`.
 
   `initial_program(rng)` makes one initial program (e.g. a RANDOM model drawn per slot).
+  `widths` (Setup, Predict, Learn) is the packed width of the population: at least the largest
+  size a program can reach (default: whatever the programs need so far).
   """
 
   mutator: Mutator
@@ -43,6 +47,7 @@ class RegularizedEvolution:
   population_size: int
   tournament_size: int
   batch_size: int = 1
+  widths: tuple[int, int, int] | None = None
 
   def __post_init__(self):
     for name in ("population_size", "tournament_size", "batch_size"):
@@ -53,29 +58,32 @@ class RegularizedEvolution:
     """An empty population."""
     return EvolutionState()
 
-  def ask(self, state: EvolutionState, rng: np.random.Generator) -> list[Program]:
+  def ask(self, state: EvolutionState, rng: np.random.Generator) -> ProgramBatch:
     """The next batch: initial programs until the population is full, then children."""
     count = batch_length(state.num_individuals, self.population_size, self.batch_size)
     if len(state.programs) < self.population_size:
-      return [self.initial_program(rng) for _ in range(count)]
+      return ProgramBatch.of([self.initial_program(rng) for _ in range(count)], self.widths)
     parents = tournament(state.fitness, self.tournament_size, count, rng)
-    return [self.mutator.mutate(state.programs[i], rng) for i in parents]
+    population = ProgramBatch.of(state.programs, self.widths).packed
+    return ProgramBatch(self.mutator.mutate_batch(population.take(parents), rng))
 
   def tell(self, state: EvolutionState, programs: Sequence[Program],
            fitness: np.ndarray) -> EvolutionState:
     """Fills the population, or replaces the oldest slots (in age order) with the children."""
     fitness = np.asarray(fitness, dtype=np.float64)
+    children = ProgramBatch.of(programs, self.widths).packed
     if len(state.programs) < self.population_size:
-      return state.replace(programs=state.programs + tuple(programs),
+      population = [ProgramBatch.of(state.programs, self.widths).packed, children]
+      return state.replace(programs=ProgramBatch(concatenate(population)),
                            fitness=np.concatenate([state.fitness, fitness]),
                            num_individuals=state.num_individuals + len(programs))
     oldest = state.num_individuals % self.population_size
-    slots = slice(oldest, oldest + len(programs))
-    population = list(state.programs)
-    population[slots] = programs
+    population = ProgramBatch.of(state.programs, self.widths).packed
+    population = concatenate([population.take(slice(0, oldest)), children,
+                              population.take(slice(oldest + len(programs), None))])
     updated = state.fitness.copy()
-    updated[slots] = fitness
-    return state.replace(programs=tuple(population), fitness=updated,
+    updated[oldest:oldest + len(programs)] = fitness
+    return state.replace(programs=ProgramBatch(population), fitness=updated,
                          num_individuals=state.num_individuals + len(programs))
 
   def candidate(self, state: EvolutionState) -> tuple[Program, float]:

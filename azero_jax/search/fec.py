@@ -20,21 +20,25 @@ DEFAULT_CACHE_SIZE = 100_000
 DEFAULT_FORGET_EVERY = 100
 
 
+def row_keys(*columns) -> list[bytes]:
+  """One hashable key per row: the bytes of its values in `columns` ([n, k] arrays), as float64."""
+  rows = np.ascontiguousarray(np.concatenate([np.asarray(c, np.float64) for c in columns], axis=1))
+  return rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel().tolist()
+
+
 def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) -> list[bytes]:
   """One cache key per lane: errors [n, a] and [n, b], task index [n] and full-run N [n].
 
-  A key is the bytes of the row (a, b, task index, N, train errors, valid errors) as 64-bit words.
+  A key is the bytes of the row (a, b, task index, N, train errors, valid errors) as float64.
   """
   train = np.asarray(train_errors, dtype=np.float64)
   valid = np.asarray(valid_errors, dtype=np.float64)
   count = train.shape[0]
   header = np.stack([np.full(count, train.shape[1]), np.full(count, valid.shape[1]),
                      np.broadcast_to(task_index, count), np.broadcast_to(num_train_steps, count)],
-                    axis=1).astype(np.int64)
+                    axis=1)
   errors = np.concatenate([train, valid], axis=1) + 0.0  # -0.0 + 0.0 == +0.0
-  errors = np.where(np.isnan(errors), np.nan, errors)
-  rows = np.ascontiguousarray(np.concatenate([header.view(np.float64), errors], axis=1))
-  return rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel().tolist()
+  return row_keys(header, np.where(np.isnan(errors), np.nan, errors))
 
 
 class FecState(NamedTuple):

@@ -24,14 +24,15 @@ import jax
 import numpy as np
 
 from azero_jax import evaluator
-from azero_jax.program import COMPONENTS, Program
+from azero_jax.program import COMPONENTS, PackedPopulation, Program, ProgramBatch
 from azero_jax.search.budget import TrainBudget
-from azero_jax.search.dead_code import strip_dead_code
+from azero_jax.search.dead_code import strip_packed
 from azero_jax.search.fec import (
   DEFAULT_CACHE_SIZE,
   DEFAULT_FORGET_EVERY,
   FecCache,
   fingerprint_keys,
+  row_keys,
 )
 from azero_jax.search.randomizer import Memory
 from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
@@ -116,7 +117,7 @@ class SearchEvaluator:
     self.num_train_steps = np.array([t.num_train_examples * t.num_epochs for t in self.tasks])
     self.full_evaluations = 0  # programs run on the full tasks
     self.fingerprint_runs = 0  # programs run on the fingerprint tasks
-    self._memo: dict = {}  # (stripped program, allowed tasks) -> (keys, fingerprint steps)
+    self._memo: dict = {}  # stripped program and allowed tasks (row_keys) -> (keys, steps)
     self._key = key
     self._fec_key = jax.random.key(FEC_SEED)
     self._calls = 0
@@ -160,11 +161,12 @@ class SearchEvaluator:
       self.cache.restore(state["cache"])
 
   def evaluate(self, programs: Sequence[Program]) -> Evaluation:
-    """Combined fitness of each program and the train steps used."""
+    """Combined fitness of each program (a ProgramBatch, or any sequence of Programs) and the
+    train steps used."""
     if len(programs) > self.bucket:
       raise ValueError(f"a batch of {len(programs)} programs exceeds batch_size {self.bucket}")
     allowed = self._allowed(programs)
-    stripped = [strip_dead_code(p) for p in programs]
+    stripped = strip_packed(ProgramBatch.of(programs).packed, self.widths)
     if self.cache is None:
       run = np.ones(len(programs), dtype=bool)
       per_task, steps = self._run(stripped, run, allowed)
@@ -188,9 +190,10 @@ class SearchEvaluator:
     within = np.array([[self.budget.within(p, int(n)) for n in distinct] for p in programs])
     return within[:, np.searchsorted(distinct, self.num_train_steps)]
 
-  def _fingerprints(self, stripped: list[Program], allowed: np.ndarray):
+  def _fingerprints(self, stripped: PackedPopulation, allowed: np.ndarray):
     """Cache keys ([n] lists of T keys) and fingerprint steps [n, T], memoised per program."""
-    memo_keys = [(p, a.tobytes()) for p, a in zip(stripped, allowed)]
+    memo_keys = row_keys(*(c.table.reshape(stripped.size, -1) for c in stripped),
+                          *(c.length[:, None] for c in stripped), allowed)
     found = [self._memo.get(k) for k in memo_keys]
     todo: dict = {}  # memo key -> first row, for the programs never fingerprinted
     for row, (memo_key, value) in enumerate(zip(memo_keys, found)):
@@ -198,7 +201,7 @@ class SearchEvaluator:
         todo.setdefault(memo_key, row)
     if todo:
       rows = np.array(list(todo.values()))
-      errors_train, errors_valid, steps = self._fingerprint_run([stripped[i] for i in rows])
+      errors_train, errors_valid, steps = self._fingerprint_run(stripped.take(rows))
       num_tasks = len(self.tasks)
       keys = fingerprint_keys(
           errors_train.reshape(rows.size * num_tasks, -1),
@@ -217,15 +220,14 @@ class SearchEvaluator:
     if len(self._memo) > self.fec.cache_size:
       del self._memo[next(iter(self._memo))]
 
-  def _fingerprint_run(self, programs: list[Program]):
+  def _fingerprint_run(self, programs: PackedPopulation):
     """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs."""
-    self.fingerprint_runs += len(programs)
-    packed = evaluator.pack_population(programs, self.widths,
-                                       compact_bucket(len(programs), self.bucket))
+    count = programs.size
+    self.fingerprint_runs += count
+    packed = evaluator.pad_population(programs, compact_bucket(count, self.bucket))
     results = [(group, evaluator.run_packed(group.fingerprint_config, packed,
                                             group.fingerprint_tasks, self._fec_key))
                for group in self._groups]
-    count = len(programs)
     width = lambda name: max(getattr(r, name).shape[-1] for _, r in results)
     train = np.full((count, len(self.tasks), width("train_errors")), np.nan)
     valid = np.full((count, len(self.tasks), width("valid_errors")), np.nan)
@@ -259,16 +261,15 @@ class SearchEvaluator:
         sources[lane] = first_miss[key]
     return per_task.reshape(count, num_tasks), missed, sources.reshape(count, num_tasks)
 
-  def _run(self, stripped: list[Program], run: np.ndarray, allowed: np.ndarray):
+  def _run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray):
     """Full-run fitness and train steps [n, T] for the rows in `run` (0 elsewhere / not allowed)."""
-    count = len(stripped)
+    count = stripped.size
     fitness = np.zeros((count, len(self.tasks)))
     steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
     rows = np.nonzero(run & allowed.any(axis=1))[0]
     if rows.size:
       self.full_evaluations += rows.size
-      packed = evaluator.pack_population([stripped[i] for i in rows], self.widths,
-                                         compact_bucket(rows.size, self.bucket))
+      packed = evaluator.pad_population(stripped.take(rows), compact_bucket(rows.size, self.bucket))
       key = jax.random.fold_in(self._key, self._calls)
       self._calls += 1
       for group in self._groups:
