@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from azero_jax import ops
-from azero_jax.program import COMPONENTS, Instruction, Program, float32
+from azero_jax.program import COMPONENTS, Instruction, Program, ProgramBatch, float32, pack
 from azero_jax.search.generator import InitModel, initial_program
 from azero_jax.search.mutator import (
   MutationType,
@@ -562,3 +562,36 @@ def test_program_types_survive_mutation():
     program = m.mutate(program, generator)
     assert isinstance(program, Program)
     program.check_addresses(4, 3, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: many parents, mixed actions and functions in one call.
+
+
+def test_batch_children_are_single_mutations_of_their_parents():
+  types = [t for t in T if t is not T.RANDOMIZE_ALGORITHM]
+  m = mutator(types, min_sizes=(1, 1, 1), max_sizes=(12, 5, 10), mutate_prob=0.8)
+  generator = rng(31)
+  parents = [random_program(tuple(generator.integers(1, (11, 4, 9))), seed=i) for i in range(600)]
+  children = ProgramBatch(m.mutate_batch(pack(parents, (11, 4, 9)), generator))
+  assert children.packed.widths == (11, 4, 9)
+  changed = collections.Counter()
+  for parent, child in zip(parents, children):
+    differing = [name for name in COMPONENTS if child.component(name) != parent.component(name)]
+    assert len(differing) <= 1
+    for name in differing:
+      size, low, high = len(parent.component(name)), 1, dict(zip(COMPONENTS, (12, 5, 10)))[name]
+      assert abs(len(child.component(name)) - size) <= 1
+      assert low <= len(child.component(name)) <= high - 1
+      changed[name] += 1
+    child.check_addresses(4, 3, 1)
+  # 80% mutated, 6 of 7 types act, some actions leave the program as it was (bounds, a redrawn
+  # address equal to the old one); the function is uniform among the three.
+  assert 0.45 < sum(changed.values()) / 600 < 0.8 * 6 / 7
+  assert all(abs(changed[name] / sum(changed.values()) - 1 / 3) < 0.07 for name in COMPONENTS)
+
+
+def test_unmutated_batch_is_the_parents():
+  m = mutator(list(T), mutate_prob=0.0, max_sizes=(12, 4, 10))
+  parents = pack([random_program(seed=i) for i in range(5)], (11, 3, 9))
+  assert ProgramBatch(m.mutate_batch(parents, rng())) == ProgramBatch(parents)
