@@ -194,12 +194,9 @@ class Mutator:
       actions[kept] = MutationType.IDENTITY
     return actions
 
-  def choose_action(self, rng: np.random.Generator) -> MutationType:
-    """Uniform over the listed types (duplicates weight them; paper variant: removal x2)."""
-    return MutationType(self.choose_actions(1, rng)[0])
-
   def choose_actions(self, count: int, rng: np.random.Generator) -> np.ndarray:
-    """`choose_action` for `count` children."""
+    """An action per child, uniform over the listed types (duplicates weight them; paper
+    variant: removal x2)."""
     draws = rng.random(count) * self._cumulative_weights[-1]
     return np.asarray(self.mutation_types)[
         np.searchsorted(self._cumulative_weights, draws, side="right")]

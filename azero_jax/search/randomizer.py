@@ -192,10 +192,6 @@ class Randomizer:
     return random_rows(allowed[uniform_indices(rng, np.full(count, allowed.size))], self.memory,
                        rng)
 
-  def instruction(self, component: str, rng: np.random.Generator) -> Instruction:
-    """A random instruction with an op drawn uniformly from the function's op list."""
-    return self.instructions(component, 1, rng)[0]
-
   def instructions(self, component: str, size: int,
                    rng: np.random.Generator) -> tuple[Instruction, ...]:
     return instructions_from_rows(self.rows(component, size, rng))
