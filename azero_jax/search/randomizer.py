@@ -1,6 +1,8 @@
 """Random instructions and programs (REFERENCE.md §1.2, §2.3), derived from the op table.
 
-Every function takes an explicit `np.random.Generator`; nothing keeps global random state.
+Instructions are drawn as packed rows (op, in1, in2, out, activation, f0, f1, f2), a whole batch
+per call (`random_rows`). Every function takes an explicit `np.random.Generator`; nothing keeps
+global random state.
 """
 
 from __future__ import annotations
