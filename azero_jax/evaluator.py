@@ -307,8 +307,8 @@ def pack_population(programs: Sequence[Program], widths=None,
   """Packs programs padded to bucketed widths and a bucketed population size (empty programs)."""
   if widths is None:
     widths = [bucket(max((len(p.component(n)) for p in programs), default=0)) for n in COMPONENTS]
-  size = population_bucket or bucket(len(programs), minimum=8)
-  return pack(list(programs) + [Program()] * (size - len(programs)), widths)
+  return pad_population(pack(programs, widths),
+                        population_bucket or bucket(len(programs), minimum=8))
 
 
 def pad_population(packed: PackedPopulation, size: int) -> PackedPopulation:

@@ -33,7 +33,6 @@ import azero_jax
 from azero_jax import files
 from azero_jax.program import (
   COMPONENTS,
-  Instruction,
   PackedComponent,
   PackedPopulation,
   Program,
@@ -51,7 +50,7 @@ from azero_jax.search.fec import FecState
 from azero_jax.search.random_search import RandomSearchState
 
 FORMAT = "azero_jax search checkpoint"
-FORMAT_VERSION = 2  # 2: the population as packed tables; FEC keys as float64 rows
+FORMAT_VERSION = 2  # 2: programs as packed tables; FEC keys as float64 rows
 KEEP = 2  # checkpoints kept: the newest and one to fall back to
 _NAME = re.compile(r"ckpt-(\d+)\.npz")
 _UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
@@ -73,27 +72,13 @@ def config_record(config: SearchConfig) -> dict:
 
 
 def _put_programs(arrays: dict, name: str, programs: Sequence[Program]) -> None:
-  """Every instruction as one float64 row (exact for ints, activation and float32 constants)."""
-  rows = [inst for program in programs for part in COMPONENTS for inst in program.component(part)]
-  arrays[f"{name}.instructions"] = np.array(rows, dtype=np.float64).reshape(-1, 8)
-  arrays[f"{name}.sizes"] = np.array([p.sizes for p in programs], dtype=np.int64).reshape(-1, 3)
-
-
-def _get_programs(arrays: dict, name: str) -> list[Program]:
-  rows = iter(arrays[f"{name}.instructions"].tolist())
-  function = lambda size: tuple(Instruction(*map(int, row[:4]), *row[4:])
-                                for row in itertools.islice(rows, size))
-  return [Program(*(function(size) for size in sizes))
-          for sizes in arrays[f"{name}.sizes"].tolist()]
-
-
-def _put_packed(arrays: dict, name: str, programs: Sequence[Program]) -> None:
-  """A population's packed tables as they are (their widths included)."""
+  """Programs as their packed tables (float64: exact for ints, activation and float32 constants;
+  a ProgramBatch keeps its widths)."""
   for part, component in zip(COMPONENTS, ProgramBatch.of(programs).packed):
     arrays[f"{name}.{part}.table"], arrays[f"{name}.{part}.length"] = component
 
 
-def _get_packed(arrays: dict, name: str) -> ProgramBatch:
+def _get_programs(arrays: dict, name: str) -> ProgramBatch:
   return ProgramBatch(PackedPopulation(*(
       PackedComponent(arrays[f"{name}.{part}.table"], arrays[f"{name}.{part}.length"])
       for part in COMPONENTS)))
@@ -101,7 +86,7 @@ def _get_packed(arrays: dict, name: str) -> ProgramBatch:
 
 def _put_strategy(arrays: dict, state) -> dict:
   if isinstance(state, EvolutionState):
-    _put_packed(arrays, "population", state.programs)
+    _put_programs(arrays, "population", state.programs)
     arrays["population.fitness"] = state.fitness
     return {"kind": "evolution", "num_individuals": state.num_individuals}
   _put_programs(arrays, "best", [] if state.best_program is None else [state.best_program])
@@ -113,7 +98,7 @@ def _put_strategy(arrays: dict, state) -> dict:
 
 def _get_strategy(arrays: dict, meta: dict):
   if meta["kind"] == "evolution":
-    return EvolutionState(_get_packed(arrays, "population"), arrays["population.fitness"],
+    return EvolutionState(_get_programs(arrays, "population"), arrays["population.fitness"],
                           meta["num_individuals"])
   best = _get_programs(arrays, "best")
   return RandomSearchState(best[0] if best else None, float(arrays["best.fitness"][0]),

@@ -223,12 +223,11 @@ class Mutator:
     lanes = np.nonzero(np.isin(actions, list(_EDITS)))[0]
     chosen = uniform_indices(rng, np.full(lanes.size, len(names)))
     for position, name in enumerate(names):
-      index = COMPONENTS.index(name)
-      if _needs_room(actions[lanes[chosen == position]], lengths[index][lanes[chosen == position]],
-                     tables[index].shape[1]):
+      index, group = COMPONENTS.index(name), lanes[chosen == position]
+      if _needs_room(actions[group], lengths[index][group], tables[index].shape[1]):
         tables[index] = np.pad(tables[index], ((0, 0), (0, 1), (0, 0)))
       for action, edit in _EDITS.items():
-        rows = lanes[(chosen == position) & (actions[lanes] == action)]
+        rows = group[actions[group] == action]
         if rows.size:
           tables[index][rows], lengths[index][rows] = edit(
               self, name, tables[index][rows], lengths[index][rows], rng)
