@@ -18,9 +18,10 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "cpp_or
 # summation order and to >= 0 in ours, so the original aborts one step earlier (REFERENCE.md
 # Appendix B). Fitness agrees; only the step count differs.
 STEP_COUNT_EXCEPTIONS = {"f01837"}
-# The same cancellation depends on how XLA compiles the reductions (fusion, FMA contraction, and
-# so on the device layout), so in the batched evaluator a few std-of-constant programs may flip
-# between NaN and 0. Tolerated only for programs that use a std op, and only this many.
+# The same cancellation depends on the summation order: how XLA compiles the reductions (fusion,
+# FMA contraction, the device layout) and, for the NumPy interpreter, NumPy's SIMD paths (NumPy 2.5
+# on an AVX-512 machine flips f01954). So a few std-of-constant programs may flip between NaN and
+# 0. Tolerated only for programs that use a std op, and only this many.
 STD_OPS = {53, 54, 55}
 MAX_STD_FLIPS = 5
 
@@ -41,13 +42,23 @@ def fixtures():
   return cases
 
 
+def check(fixture, program, fitness, train_steps, std_flips: list) -> None:
+  """Asserts one result against the original's; a tolerated std flip is appended instead."""
+  if abs(fitness - fixture["fitness"]) > 1e-9 and program.ops_used() & STD_OPS:
+    std_flips.append(fixture["id"])
+    return
+  assert fitness == pytest.approx(fixture["fitness"], abs=1e-9), fixture["id"]
+  if fixture["id"] not in STEP_COUNT_EXCEPTIONS:
+    assert train_steps == fixture["train_steps"], fixture["id"]
+
+
 def test_interpreter_matches_original(fixtures):
+  std_flips = []
   for fixture, program, task in fixtures:
     scalars, vectors, matrices = fixture["addresses"]
     result = run(program, task, num_scalars=scalars, num_vectors=vectors, num_matrices=matrices)
-    assert result.fitness == pytest.approx(fixture["fitness"], abs=1e-9), fixture["id"]
-    if fixture["id"] not in STEP_COUNT_EXCEPTIONS:
-      assert result.train_steps == fixture["train_steps"], fixture["id"]
+    check(fixture, program, result.fitness, result.train_steps, std_flips)
+  assert len(std_flips) <= MAX_STD_FLIPS, std_flips
 
 
 def test_batched_evaluator_matches_original_in_float64(fixtures):
@@ -70,11 +81,6 @@ def test_batched_evaluator_matches_original_in_float64(fixtures):
     fitness, steps = np.asarray(result.fitness), np.asarray(result.train_steps)
     for i, (fixture, program, _) in enumerate(cases):
       checked += 1
-      if abs(fitness[i] - fixture["fitness"]) > 1e-9 and program.ops_used() & STD_OPS:
-        std_flips.append(fixture["id"])
-        continue
-      assert fitness[i] == pytest.approx(fixture["fitness"], abs=1e-9), fixture["id"]
-      if fixture["id"] not in STEP_COUNT_EXCEPTIONS:
-        assert steps[i] == fixture["train_steps"], fixture["id"]
+      check(fixture, program, fitness[i], steps[i], std_flips)
   assert checked >= 3182
   assert len(set(std_flips)) <= MAX_STD_FLIPS, std_flips
