@@ -1,12 +1,14 @@
 """The batched evaluator's public API and behaviour on the hand-written programs."""
 
+import jax
 import numpy as np
 import pytest
 
 from azero_jax import Program, Task
 from azero_jax import evaluator as ev
 from azero_jax.evaluator import evaluate
-from azero_jax.search.generator import LINEAR
+from azero_jax.search.generator import LINEAR, InitModel, initial_program
+from azero_jax.search.randomizer import Memory, Randomizer
 from azero_jax.tasks.synthetic import linear_task
 
 DEMO_MEMORY = dict(num_scalars=4, num_vectors=3, num_matrices=1)
@@ -77,3 +79,23 @@ def test_float32_and_float64_agree_on_a_stable_program():
   f32 = evaluate([LINEAR], tasks, **DEMO_MEMORY, dtype="float32")
   f64 = evaluate([LINEAR], tasks, **DEMO_MEMORY, dtype="float64")
   np.testing.assert_allclose(f32, f64, atol=1e-4)
+
+
+def test_static_loops_match_dynamic_loops():
+  """Loops to the padded width (the accelerator default) give the results of loops to the
+  longest program, for programs shorter than the width and with random ops."""
+  rng = np.random.default_rng(3)
+  op_lists = ((56, 59, 62), (27, 2, 3), (2, 3, 18, 23, 57))
+  randomizer = Randomizer(op_lists, Memory(4, 3, 1))
+  programs = [LINEAR, NO_OP] + [initial_program(InitModel.RANDOM, sizes, randomizer, rng)
+                                for sizes in ((3, 1, 5), (6, 2, 2), (1, 3, 7), (5, 1, 1))]
+  tasks = ev.stack_tasks([linear_task(4, 12, 6, param_seed=i, data_seed=i) for i in range(3)])
+  packed = ev.pack_population(programs, widths=(8, 4, 16))
+  op_sets = tuple(ev.normalize_op_set(o) for o in op_lists)
+  fitness = {}
+  for static in (False, True):
+    config = ev.Config(4, 3, 1, op_sets, dtype="float64", static_loops=static)
+    result = ev.run_packed(config, packed, tasks, jax.random.key(0))
+    fitness[static] = np.asarray(result.fitness)[:len(programs)]
+  assert len(np.unique(fitness[False].round(9))) > 4  # the programs really differ
+  np.testing.assert_allclose(fitness[True], fitness[False], atol=1e-12)
