@@ -21,6 +21,10 @@ def random_program(rng):
   return initial_program(InitModel.RANDOM, (3, 2, 3), RANDOMIZER, rng)
 
 
+def random_programs(rng, count):
+  return RANDOMIZER.programs(initial_program(InitModel.NO_OP, (3, 2, 3)), count, rng)
+
+
 def toy_fitness(program: Program) -> float:
   """A cheap deterministic fitness with ties: how many instructions use op 27 or 18."""
   return sum(inst.op in (27, 18) for name in ("setup", "predict", "learn")
@@ -57,7 +61,7 @@ def test_batches_stop_at_the_end_of_each_sweep():
 
 
 def test_initial_population_then_children_replace_the_oldest():
-  strategy = RegularizedEvolution(MUTATOR, random_program, population_size=10, tournament_size=3,
+  strategy = RegularizedEvolution(MUTATOR, random_programs, population_size=10, tournament_size=3,
                                   batch_size=4)
   rng = np.random.default_rng(0)
   state = strategy.init()
@@ -95,7 +99,7 @@ def one_at_a_time(population_size, tournament_size, num_individuals, seed):
 
 
 def test_batch_of_one_reproduces_the_one_at_a_time_loop():
-  strategy = RegularizedEvolution(MUTATOR, random_program, population_size=20, tournament_size=4,
+  strategy = RegularizedEvolution(MUTATOR, random_programs, population_size=20, tournament_size=4,
                                   batch_size=1)
   state = evolve(strategy, np.random.default_rng(5), 95)
   programs, fitness = one_at_a_time(20, 4, 95, seed=5)
@@ -104,7 +108,7 @@ def test_batch_of_one_reproduces_the_one_at_a_time_loop():
 
 
 def test_batched_evolution_improves_the_toy_fitness():
-  strategy = RegularizedEvolution(MUTATOR, random_program, population_size=50, tournament_size=5,
+  strategy = RegularizedEvolution(MUTATOR, random_programs, population_size=50, tournament_size=5,
                                   batch_size=25)
   state = evolve(strategy, np.random.default_rng(1), 3000)
   assert state.num_individuals == 3000
@@ -112,7 +116,7 @@ def test_batched_evolution_improves_the_toy_fitness():
 
 
 def test_candidate_is_the_first_best_of_the_final_population():
-  strategy = RegularizedEvolution(MUTATOR, random_program, 3, 2)
+  strategy = RegularizedEvolution(MUTATOR, random_programs, 3, 2)
   programs = tuple(random_program(np.random.default_rng(i)) for i in range(3))
   state = strategy.init().replace(programs=programs, fitness=np.array([0.2, 0.7, 0.7]),
                                   num_individuals=3)
@@ -121,13 +125,13 @@ def test_candidate_is_the_first_best_of_the_final_population():
 
 def test_parameters_are_validated():
   with pytest.raises(ValueError, match="tournament_size"):
-    RegularizedEvolution(MUTATOR, random_program, 10, 0)
+    RegularizedEvolution(MUTATOR, random_programs, 10, 0)
   with pytest.raises(ValueError, match="batch_size"):
-    RandomSearch(random_program, 10, 0)
+    RandomSearch(random_programs, 10, 0)
 
 
 def test_random_search_keeps_the_best_ever_and_counts_successes():
-  strategy = RandomSearch(random_program, population_size=4, batch_size=2, success_fitness=0.5)
+  strategy = RandomSearch(random_programs, population_size=4, batch_size=2, success_fitness=0.5)
   rng = np.random.default_rng(0)
   state = strategy.init()
   batches = [np.array([0.1, 0.9]), np.array([0.9, 0.2]), np.array([0.6, 0.3]),

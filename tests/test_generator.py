@@ -73,6 +73,25 @@ def test_random_program_randomizes_only_functions_with_ops():
   assert other != program
 
 
+def test_a_batch_of_random_programs_is_drawn_like_single_programs():
+  """`Randomizer.programs` draws each function once for the whole batch: same rules as one
+  program (sizes, op lists, untouched functions), independent programs, and a batch of one is
+  exactly `program` with the same generator."""
+  randomizer = Randomizer(((56,), (), (2, 3, 27)), Memory(4, 3, 1))
+  template = LINEAR.replace(setup=(NO_OP,) * 3)
+  batch = randomizer.programs(template, 200, np.random.default_rng(2))
+  assert len(batch) == 200 and len({p.to_text() for p in batch}) == 200
+  for program in batch:
+    assert program.sizes == (3, *LINEAR.sizes[1:]) and program.predict == LINEAR.predict
+    assert all(inst.op == 56 for inst in program.setup)
+    program.check_addresses(4, 3, 1)
+  learn_ops = np.array([inst.op for p in batch for inst in p.learn])
+  assert {int(op) for op in learn_ops} == {2, 3, 27}
+  assert abs((learn_ops == 27).mean() - 1 / 3) < 0.05
+  single = randomizer.program(template, np.random.default_rng(5))
+  assert randomizer.programs(template, 1, np.random.default_rng(5))[0] == single
+
+
 def test_random_program_needs_randomizer_and_rng():
   with pytest.raises(ValueError, match="needs a randomizer"):
     initial_program(InitModel.RANDOM, (1, 1, 1))

@@ -120,7 +120,7 @@ def make_strategy(comparison: Comparison, strategy: str) -> RegularizedEvolution
   """Random search over draws from `base`, or the configured regularized evolution."""
   config = comparison.config
   shuffler = driver.randomizer(config)
-  draw = lambda rng: shuffler.program(comparison.base, rng)
+  draw = lambda rng, count: shuffler.programs(comparison.base, count, rng)
   if strategy == "random":
     return RandomSearch(draw, config.population_size, config.batch_size, comparison.threshold)
   if strategy != "evolution":
@@ -128,7 +128,7 @@ def make_strategy(comparison: Comparison, strategy: str) -> RegularizedEvolution
   start = draw
   if config.init_model is not InitModel.RANDOM:
     fixed = comparison.base if comparison.learn_only else driver.initial(config)
-    start = lambda rng: fixed
+    start = lambda rng, count: [fixed] * count
   return RegularizedEvolution(driver.mutator(config), start, config.population_size,
                               config.tournament_size, config.batch_size)
 
@@ -156,7 +156,7 @@ def warm_up(comparison: Comparison, strategy: str, tasks: Sequence[Task]) -> Non
   fitness = make_fitness(comparison, strategy, tasks, jax.random.key(0))
   batch = comparison.config.batch_size
   for count in sorted({batch, max(1, batch // 4), 1}, reverse=True):
-    fitness.evaluate([shuffler.program(comparison.base, rng) for _ in range(count)])
+    fitness.evaluate(shuffler.programs(comparison.base, count, rng))
 
 
 class Point(NamedTuple):

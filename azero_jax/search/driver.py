@@ -181,12 +181,14 @@ def evaluator_op_sets(config: SearchConfig) -> tuple[tuple[int, ...], ...]:
 def make_strategy(config: SearchConfig) -> RegularizedEvolution | RandomSearch:
   """Regularized evolution or random search, as configured."""
   shuffler = randomizer(config)
-  random_program = lambda rng: initial_program(InitModel.RANDOM, config.init_sizes, shuffler, rng)
+  template = initial_program(InitModel.NO_OP, config.init_sizes)  # RANDOM redraws every slot
+  random_programs = lambda rng, count: shuffler.programs(template, count, rng)
   if config.strategy == "random":
-    return RandomSearch(random_program, config.population_size, config.batch_size,
+    return RandomSearch(random_programs, config.population_size, config.batch_size,
                         config.success_fitness)
   fixed = initial(config)
-  make = random_program if config.init_model is InitModel.RANDOM else lambda rng: fixed
+  make = (random_programs if config.init_model is InitModel.RANDOM
+          else lambda rng, count: [fixed] * count)
   return RegularizedEvolution(mutator(config), make, config.population_size,
                               config.tournament_size, config.batch_size,
                               search_widths(fixed, config.max_sizes))

@@ -37,13 +37,14 @@ class EvolutionState:
 class RegularizedEvolution:
   """`init() -> state`, `ask(state, rng) -> programs`, `tell(state, programs, fitness) -> state`.
 
-  `initial_program(rng)` makes one initial program (e.g. a RANDOM model drawn per slot).
+  `initial_programs(rng, count)` makes `count` initial programs (e.g. RANDOM models, one per
+  slot).
   `widths` (Setup, Predict, Learn) is the packed width of the population: at least the largest
   size a program can reach (default: whatever the programs need so far).
   """
 
   mutator: Mutator
-  initial_program: Callable[[np.random.Generator], Program]
+  initial_programs: Callable[[np.random.Generator, int], Sequence[Program]]
   population_size: int
   tournament_size: int
   batch_size: int = 1
@@ -62,7 +63,7 @@ class RegularizedEvolution:
     """The next batch: initial programs until the population is full, then children."""
     count = batch_length(state.num_individuals, self.population_size, self.batch_size)
     if len(state.programs) < self.population_size:
-      return ProgramBatch.of([self.initial_program(rng) for _ in range(count)], self.widths)
+      return ProgramBatch.of(self.initial_programs(rng, count), self.widths)
     parents = tournament(state.fitness, self.tournament_size, count, rng)
     population = ProgramBatch.of(state.programs, self.widths).packed
     return ProgramBatch(self.mutator.mutate_batch(population.take(parents), rng))

@@ -33,11 +33,11 @@ class RandomSearchState:
 class RandomSearch:
   """`init() -> state`, `ask(state, rng) -> programs`, `tell(state, programs, fitness) -> state`.
 
-  `random_program(rng)` draws one program; `population_size` only sets the sweep length (budget
-  checks, progress) and the window of the statistics.
+  `random_programs(rng, count)` draws `count` programs; `population_size` only sets the sweep
+  length (budget checks, progress) and the window of the statistics.
   """
 
-  random_program: Callable[[np.random.Generator], Program]
+  random_programs: Callable[[np.random.Generator, int], Sequence[Program]]
   population_size: int
   batch_size: int = 1
   success_fitness: float = 0.9999
@@ -51,10 +51,10 @@ class RandomSearch:
     """Nothing seen yet."""
     return RandomSearchState()
 
-  def ask(self, state: RandomSearchState, rng: np.random.Generator) -> list[Program]:
+  def ask(self, state: RandomSearchState, rng: np.random.Generator) -> Sequence[Program]:
     """The next batch of independent random programs (never crossing the end of a sweep)."""
     count = batch_length(state.num_individuals, self.population_size, self.batch_size)
-    return [self.random_program(rng) for _ in range(count)]
+    return self.random_programs(rng, count)
 
   def tell(self, state: RandomSearchState, programs: Sequence[Program],
            fitness: np.ndarray) -> RandomSearchState:

@@ -16,7 +16,16 @@ from typing import NamedTuple
 import numpy as np
 
 from azero_jax import ops
-from azero_jax.program import COMPONENTS, Instruction, Program, instructions_from_rows
+from azero_jax.program import (
+  COMPONENTS,
+  Instruction,
+  PackedComponent,
+  PackedPopulation,
+  Program,
+  ProgramBatch,
+  instructions_from_rows,
+  pack,
+)
 
 # Random output addresses start here: s0 (label) and v0 (features) are never written (§1.2).
 FIRST_OUT = {ops.SCALAR: 1, ops.VECTOR: 1, ops.MATRIX: 0}
@@ -198,10 +207,22 @@ class Randomizer:
                    rng: np.random.Generator) -> tuple[Instruction, ...]:
     return instructions_from_rows(self.rows(component, size, rng))
 
-  def program(self, program: Program, rng: np.random.Generator) -> Program:
-    """Replaces every instruction of every function with a non-empty op list; sizes are kept."""
-    return program.replace(**{name: self.instructions(name, len(program.component(name)), rng)
-                              for name in self.mutable_components})
+  def programs(self, template: Program, count: int, rng: np.random.Generator) -> ProgramBatch:
+    """`count` copies of `template` with every instruction of every function that has a
+    non-empty op list redrawn; sizes are kept. One draw per function for the whole batch."""
+    sizes = [len(template.component(name)) for name in COMPONENTS]
+    components = []
+    for name, size, component in zip(COMPONENTS, sizes, pack([template], sizes)):
+      if name in self.mutable_components:
+        table = self.rows(name, count * size, rng).reshape(count, size, component.table.shape[2])
+      else:
+        table = np.repeat(component.table, count, axis=0)
+      components.append(PackedComponent(table, np.full(count, size, dtype=np.int32)))
+    return ProgramBatch(PackedPopulation(*components))
+
+  def program(self, template: Program, rng: np.random.Generator) -> Program:
+    """`template` with every instruction of every function with a non-empty op list redrawn."""
+    return self.programs(template, 1, rng)[0]
 
 
 def check_sizes(sizes: Sequence[int], what: str) -> tuple[int, int, int]:
