@@ -18,7 +18,14 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from azero_jax import ops
-from azero_jax.program import COMPONENTS, PackedComponent, PackedPopulation, Program, pack
+from azero_jax.program import (
+  COMPONENTS,
+  PackedComponent,
+  PackedPopulation,
+  Program,
+  pack,
+  zero_padded,
+)
 from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
@@ -322,9 +329,8 @@ def pack_population(programs: Sequence[Program], widths=None,
 
 def pad_population(packed: PackedPopulation, size: int) -> PackedPopulation:
   """`packed` with empty programs appended up to `size` rows."""
-  extra = size - packed.size
-  return PackedPopulation(*(PackedComponent(np.pad(c.table, ((0, extra), (0, 0), (0, 0))),
-                                            np.pad(c.length, (0, extra))) for c in packed))
+  return PackedPopulation(*(PackedComponent(zero_padded(c.table, (size, *c.table.shape[1:])),
+                                            zero_padded(c.length, (size,))) for c in packed))
 
 
 def evaluate(programs: Sequence[Program], tasks: Sequence[Task], *, num_scalars: int,

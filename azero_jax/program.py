@@ -253,8 +253,16 @@ class PackedPopulation(NamedTuple):
     if all(c.table.shape[1] >= w for c, w in zip(self, widths)):
       return self
     return PackedPopulation(*(
-        PackedComponent(np.pad(c.table, ((0, 0), (0, max(0, w - c.table.shape[1])), (0, 0))),
-                        c.length) for c, w in zip(self, widths)))
+        PackedComponent(zero_padded(c.table, (self.size, max(w, c.table.shape[1]), 8)), c.length)
+        for c, w in zip(self, widths)))
+
+
+def zero_padded(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+  """A copy of `array` extended with zeros at the end of each axis to `shape` (NO_OP rows and
+  empty programs in packed tables). Like `np.pad`, without its ~40 us of overhead per call."""
+  padded = np.zeros(tuple(shape), dtype=array.dtype)
+  padded[tuple(slice(0, size) for size in array.shape)] = array
+  return padded
 
 
 def pack_component(instruction_lists: Sequence[Sequence[Instruction]],

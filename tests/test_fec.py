@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from azero_jax.search.fec import FecCache, fingerprint_keys
+from azero_jax.search.fec import BatchLookup, FecCache, fingerprint_keys
 
 TRAIN = [0.5, 0.25, 1.0 / 3.0]
 VALID = [0.125, 2.0]
@@ -122,12 +122,21 @@ def test_update_keeps_count_and_position():
 def test_lookup_batch_reserves_misses_for_later_duplicates():
   cache = FecCache(forget_every=3)
   cache.insert(1, 0.5)
-  assert cache.lookup_batch([2, 1, 2, 2, 1], "pending") == [None, 0.5, "pending", "pending", 0.5]
+  found = cache.lookup_batch([2, 1, 2, 2, 1])
+  assert found == BatchLookup([0.0, 0.5, 0.0, 0.0, 0.5], missed=[0], pending=[(2, 0), (3, 0)])
   assert (cache.hits, cache.misses) == (4, 1)
   assert 1 not in cache and 2 not in cache  # both reached the third count
 
 
+def test_lookup_batch_forgets_within_a_batch_and_points_hits_at_the_latest_miss():
+  cache = FecCache(forget_every=3)
+  found = cache.lookup_batch([7, 7, 7, 7, 7])
+  # Miss (count 1), two hits on the placeholder (the second forgets it), miss again, one hit.
+  assert found.missed == [0, 3] and found.pending == [(1, 0), (2, 0), (4, 3)]
+  assert (cache.hits, cache.misses) == (3, 2)
+
+
 def test_lookup_batch_evicts_like_insert():
   cache = FecCache(cache_size=2)
-  assert cache.lookup_batch([1, 2, 3], 0.0) == [None, None, None]
+  assert cache.lookup_batch([1, 2, 3]).missed == [0, 1, 2]
   assert 1 not in cache and len(cache) == 2

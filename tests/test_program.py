@@ -19,6 +19,7 @@ from azero_jax.program import (
   pack_component,
   parse_instruction,
   unpack,
+  zero_padded,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "cpp_oracle_fixtures.json"
@@ -302,3 +303,15 @@ def test_check_addresses_messages(program, sizes, message):
   with pytest.raises(ValueError) as info:
     program.check_addresses(*sizes)
   assert str(info.value) == message
+
+
+def test_zero_padded_copies_and_extends_with_zeros():
+  table = np.arange(2 * 3 * 8, dtype=np.float64).reshape(2, 3, 8) + 1
+  padded = zero_padded(table, (4, 5, 8))
+  np.testing.assert_array_equal(padded[:2, :3], table)
+  assert padded.shape == (4, 5, 8) and not padded[2:].any() and not padded[:, 3:].any()
+  padded[0, 0, 0] = -1.0
+  assert table[0, 0, 0] == 1.0  # a copy, also when no axis grows
+  same = zero_padded(table, table.shape)
+  same[0, 0, 0] = -1.0
+  assert table[0, 0, 0] == 1.0

@@ -41,6 +41,20 @@ def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) ->
   return row_keys(header, np.where(np.isnan(errors), np.nan, errors))
 
 
+class Pending(NamedTuple):
+  """Placeholder entry of a fitness being evaluated: the batch position whose lookup missed."""
+
+  position: int
+
+
+class BatchLookup(NamedTuple):
+  """What `FecCache.lookup_batch` found, one entry per key of the batch."""
+
+  fitness: list[float]  # the cached fitness (0.0 for misses and pending hits)
+  missed: list[int]  # positions that missed (a Pending placeholder was inserted)
+  pending: list[tuple[int, int]]  # hits on a placeholder: (position, position that missed)
+
+
 class FecState(NamedTuple):
   """A cache's contents for a checkpoint: entries from least to most recently used."""
 
@@ -92,31 +106,38 @@ class FecCache:
       self._entries.move_to_end(key)
     return entry[0]
 
-  def lookup_batch(self, keys, placeholder) -> list:
-    """`lookup` of each key in order; a miss gives None and inserts `placeholder` at once.
+  def lookup_batch(self, keys) -> BatchLookup:
+    """`lookup` of each key in order; a miss inserts a `Pending` placeholder at once.
 
     So a later equal key in the same batch hits, as it would in the one-at-a-time original once
     the first was evaluated and inserted; `update` fills in the fitness afterwards.
     """
     entries, forget_every, size = self._entries, self.forget_every, self.cache_size
-    values = []
-    for key in keys:
-      entry = entries.get(key)
+    get, move_to_end, evict = entries.get, entries.move_to_end, entries.popitem
+    fitness, missed, pending = [], [], []
+    for position, key in enumerate(keys):
+      entry = get(key)
       if entry is None:
-        self.misses += 1
-        entries[key] = [placeholder, 1]
+        entries[key] = [Pending(position), 1]
         if len(entries) > size:
-          entries.popitem(last=False)
-        values.append(None)
+          evict(last=False)
+        missed.append(position)
+        fitness.append(0.0)
         continue
-      self.hits += 1
       entry[1] += 1
       if forget_every and entry[1] >= forget_every:
         del entries[key]
       else:
-        entries.move_to_end(key)
-      values.append(entry[0])
-    return values
+        move_to_end(key)
+      value = entry[0]
+      if type(value) is Pending:
+        pending.append((position, value.position))
+        fitness.append(0.0)
+      else:
+        fitness.append(value)
+    self.misses += len(missed)
+    self.hits += len(fitness) - len(missed)
+    return BatchLookup(fitness, missed, pending)
 
   def insert(self, key: Hashable, fitness) -> None:
     """Stores a fitness at the front with count 1 (replacing any entry), evicting the LRU ones."""
