@@ -252,9 +252,11 @@ class PackedPopulation(NamedTuple):
     """The same programs with each function padded (NO_OP) to at least `widths`."""
     if all(c.table.shape[1] >= w for c, w in zip(self, widths)):
       return self
-    return PackedPopulation(*(
-        PackedComponent(zero_padded(c.table, (self.size, max(w, c.table.shape[1]), 8)), c.length)
-        for c, w in zip(self, widths)))
+    def wider(c: PackedComponent, width: int) -> PackedComponent:
+      count, current, fields = c.table.shape
+      return PackedComponent(zero_padded(c.table, (count, max(width, current), fields)), c.length)
+
+    return PackedPopulation(*map(wider, self, widths))
 
 
 def zero_padded(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
