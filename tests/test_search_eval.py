@@ -179,3 +179,22 @@ def test_fingerprint_task_takes_the_first_examples_in_stored_order():
 def test_search_widths_cover_the_initial_program_and_insertions():
   assert search_widths(LINEAR, (0, 0, 0)) == (1, 1, 4)
   assert search_widths(LINEAR, (7, 11, 23)) == (6, 10, 22)
+
+
+def test_a_fingerprint_does_not_depend_on_the_batch_that_computes_it():
+  """The evaluator's last bits can change with the compiled batch size (BUILD_NOTES.md), so
+  fingerprints are always computed in one shape: the same program gets the same errors alone
+  and in a batch that spans several fingerprint calls."""
+  tasks = TaskSpec.parse("linear:features=4,num_tasks=10,num_train_examples=10,"
+                         "num_valid_examples=10").build()
+  search = SearchEvaluator(tasks, memory=MEMORY, op_lists=(OPS,) * 3, widths=SIZES,
+                           batch_size=256, key=jax.random.key(0), fec=FEC)
+  randomizer = Randomizer((OPS,) * 3, MEMORY)
+  batch = randomizer.programs(initial_program(InitModel.NO_OP, SIZES), 250,
+                              np.random.default_rng(4)).packed
+  together = search._fingerprint_run(batch)
+  alone = [search._fingerprint_run(batch.take(slice(row, row + 1))) for row in (0, 130, 249)]
+  for row, errors in zip((0, 130, 249), alone):
+    for whole, single in zip(together, errors):
+      np.testing.assert_array_equal(whole[row], single[0])
+  assert np.isfinite(together[0]).mean() > 0.5  # mostly real errors, not aborted runs

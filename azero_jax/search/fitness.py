@@ -39,6 +39,9 @@ from azero_jax.search.randomizer import Memory
 from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
 
 FEC_SEED = 235732282  # the original reseeds its FEC RNG to this constant
+# Programs per fingerprint call: every fingerprint of a search is computed in one compiled shape,
+# small enough for one call's latency and measured to give the bits of smaller batches.
+FINGERPRINT_CHUNK = 128
 COMBINATIONS = ("mean", "median")
 
 
@@ -110,6 +113,7 @@ class SearchEvaluator:
     self.tasks = list(tasks)
     self.widths = tuple(int(w) for w in widths)
     self.bucket = evaluator.bucket(batch_size, minimum=8)
+    self.fingerprint_chunk = min(self.bucket, FINGERPRINT_CHUNK)
     self.fec = fec
     self.budget = budget
     self.combination = combination
@@ -224,23 +228,32 @@ class SearchEvaluator:
       self._memo.popitem(last=False)
 
   def _fingerprint_run(self, programs: PackedPopulation):
-    """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs."""
-    count = programs.size
+    """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs.
+
+    Always in chunks of one compiled size: the evaluator's last bits can depend on the batch size
+    (BUILD_NOTES.md, "Shape-dependent bits"), and a program's fingerprint must not.
+    """
+    count, chunk, num_tasks = programs.size, self.fingerprint_chunk, len(self.tasks)
     self.fingerprint_runs += count
-    packed = evaluator.pad_population(programs, compact_bucket(count, self.bucket))
-    results = [(group, evaluator.run_packed(group.fingerprint_config, packed,
-                                            group.fingerprint_tasks, self._fec_key))
-               for group in self._groups]
-    width = lambda name: max(getattr(r, name).shape[-1] for _, r in results)
-    train = np.full((count, len(self.tasks), width("train_errors")), np.nan)
-    valid = np.full((count, len(self.tasks), width("valid_errors")), np.nan)
-    steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
-    for group, result in results:
-      errors = np.asarray(result.train_errors)[:count]
-      train[:, group.indices, :errors.shape[-1]] = errors
-      errors = np.asarray(result.valid_errors)[:count]
-      valid[:, group.indices, :errors.shape[-1]] = errors
-      steps[:, group.indices] = np.asarray(result.train_steps)[:count]
+    starts = range(0, count, chunk)
+    chunks = [evaluator.pad_population(programs.take(slice(start, start + chunk)), chunk)
+              for start in starts]
+    results = [[evaluator.run_packed(group.fingerprint_config, packed, group.fingerprint_tasks,
+                                     self._fec_key) for group in self._groups]
+               for packed in chunks]  # all dispatched before the first result is read
+    width = lambda name: max(getattr(g.fingerprint_tasks, name).shape[-1] for g in self._groups)
+    train = np.full((count, num_tasks, width("y_train")), np.nan)
+    valid = np.full((count, num_tasks, width("y_valid")), np.nan)
+    steps = np.zeros((count, num_tasks), dtype=np.int64)
+    for start, chunk_results in zip(starts, results):
+      rows = slice(start, min(start + chunk, count))
+      size = rows.stop - start
+      for group, result in zip(self._groups, chunk_results):
+        errors = np.asarray(result.train_errors)[:size]
+        train[rows, group.indices, :errors.shape[-1]] = errors
+        errors = np.asarray(result.valid_errors)[:size]
+        valid[rows, group.indices, :errors.shape[-1]] = errors
+        steps[rows, group.indices] = np.asarray(result.train_steps)[:size]
     return train, valid, steps
 
   def _lookup(self, keys: list[list[bytes]]):
