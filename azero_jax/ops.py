@@ -77,9 +77,18 @@ def _heaviside_gt(xp, x):
   return xp.where(x > 0, 1.0, 0.0).astype(x.dtype)
 
 
+def _inner(xp, a, b):
+  """sum_i a[..., i] * b[..., i], added in index order: one summation order whatever the batch
+  (XLA:CPU hands a batched dot to a library kernel chosen by size, which changed last bits)."""
+  total = a[..., 0] * b[..., 0]
+  for i in range(1, a.shape[-1]):
+    total = total + a[..., i] * b[..., i]
+  return total
+
+
 def _vector_std(xp, v):
   mean = xp.mean(v)
-  return xp.sqrt(xp.dot(v, v) / v.shape[-1] - mean * mean)
+  return xp.sqrt(_inner(xp, v, v) / v.shape[-1] - mean * mean)
 
 
 def _matrix_std(xp, m):
@@ -175,7 +184,7 @@ _TABLE = [
      lambda xp, a, b, old, data, rand: xp.zeros_like(old) + a),
     (20, "VECTOR_RECIPROCAL", (V,), V, _NO, "{o} = 1 / {a}", 6311851, _unary(lambda xp, a: 1 / a)),
     (21, "VECTOR_NORM", (V,), S, _NO, "{o} = norm({a})", 4810562,
-     _unary(lambda xp, a: xp.sqrt(xp.dot(a, a)))),
+     _unary(lambda xp, a: xp.sqrt(_inner(xp, a, a)))),
     (22, "VECTOR_ABS", (V,), V, _NO, "{o} = abs({a})", 3713533, _unary(lambda xp, a: xp.abs(a))),
     (23, "VECTOR_SUM", (V, V), V, _NO, "{o} = {a} + {b}", 4701519, _binary(lambda xp, a, b: a + b)),
     (24, "VECTOR_DIFF", (V, V), V, _NO, "{o} = {a} - {b}", 4165747,
@@ -185,7 +194,7 @@ _TABLE = [
     (26, "VECTOR_DIVISION", (V, V), V, _NO, "{o} = {a} / {b}", 4556237,
      _binary(lambda xp, a, b: a / b)),
     (27, "VECTOR_INNER_PRODUCT", (V, V), S, _NO, "{o} = dot({a}, {b})", 4294617,
-     _binary(lambda xp, a, b: xp.dot(a, b))),
+     _binary(_inner)),
     (28, "VECTOR_OUTER_PRODUCT", (V, V), M, _NO, "{o} = outer({a}, {b})", 9833707,
      _binary(lambda xp, a, b: a[:, None] * b[None, :])),
     (29, "SCALAR_MATRIX_PRODUCT", (S, M), M, _NO, "{o} = {a} * {b}", 5986302,
@@ -193,7 +202,7 @@ _TABLE = [
     (30, "MATRIX_RECIPROCAL", (M,), M, _NO, "{o} = 1 / {a}", 24336141,
      _unary(lambda xp, a: 1 / a)),
     (31, "MATRIX_VECTOR_PRODUCT", (M, V), V, _NO, "{o} = dot({a}, {b})", 9310002,
-     _binary(lambda xp, a, b: xp.dot(a, b))),
+     _binary(lambda xp, a, b: _inner(xp, a, b[None, :]))),
     (32, "VECTOR_COLUMN_BROADCAST", (V,), M, _NO, "{o} = bcast({a}, axis=0)", 10993088,
      lambda xp, a, b, old, data, rand: xp.zeros_like(old) + a[:, None]),
     (33, "VECTOR_ROW_BROADCAST", (V,), M, _NO, "{o} = bcast({a}, axis=1)", 11087322,
