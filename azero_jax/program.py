@@ -252,11 +252,8 @@ class PackedPopulation(NamedTuple):
     """The same programs with each function padded (NO_OP) to at least `widths`."""
     if all(c.table.shape[1] >= w for c, w in zip(self, widths)):
       return self
-    def wider(c: PackedComponent, width: int) -> PackedComponent:
-      count, current, fields = c.table.shape
-      return PackedComponent(zero_padded(c.table, (count, max(width, current), fields)), c.length)
-
-    return PackedPopulation(*map(wider, self, widths))
+    return PackedPopulation(*(PackedComponent(with_slots(c.table, max(w, c.table.shape[1])),
+                                              c.length) for c, w in zip(self, widths)))
 
 
 def zero_padded(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -265,6 +262,12 @@ def zero_padded(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
   padded = np.zeros(tuple(shape), dtype=array.dtype)
   padded[tuple(slice(0, size) for size in array.shape)] = array
   return padded
+
+
+def with_slots(table: np.ndarray, width: int) -> np.ndarray:
+  """A copy of a packed table [P, W, 8] with NO_OP slots appended up to `width` (>= W)."""
+  count, _, fields = table.shape
+  return zero_padded(table, (count, width, fields))
 
 
 def pack_component(instruction_lists: Sequence[Sequence[Instruction]],

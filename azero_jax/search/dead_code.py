@@ -29,7 +29,7 @@ from azero_jax.program import (
   Program,
   ProgramBatch,
   pack,
-  zero_padded,
+  with_slots,
 )
 
 _KINDS = {kind: index for index, kind in enumerate(ops.KINDS)}
@@ -114,7 +114,7 @@ def _compact(component: PackedComponent, kept: np.ndarray, width: int) -> Packed
   order = np.argsort(~kept, axis=1, kind="stable")[:, :width]
   table = np.take_along_axis(component.table, order[..., None], axis=1)
   if table.shape[1] < width:
-    table = zero_padded(table, (table.shape[0], width, table.shape[2]))
+    table = with_slots(table, width)
   table[np.arange(width)[None] >= length[:, None]] = 0.0  # NO_OP padding
   return PackedComponent(table, length)
 

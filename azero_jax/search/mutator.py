@@ -22,7 +22,7 @@ from azero_jax.program import (
   instructions_from_rows,
   pack,
   unpack,
-  zero_padded,
+  with_slots,
 )
 from azero_jax.search.randomizer import (
   DATA_COLUMNS,
@@ -226,7 +226,7 @@ class Mutator:
     for position, name in enumerate(names):
       index, group = COMPONENTS.index(name), lanes[chosen == position]
       if _needs_room(actions[group], lengths[index][group], tables[index].shape[1]):
-        tables[index] = _one_slot_wider(tables[index])
+        tables[index] = with_slots(tables[index], tables[index].shape[1] + 1)
       for action, edit in _EDITS.items():
         rows = group[actions[group] == action]
         if rows.size:
@@ -262,7 +262,7 @@ class Mutator:
     return table, length
 
   def _trade(self, name, table, length, rng):
-    wider = _one_slot_wider(table)
+    wider = with_slots(table, table.shape[1] + 1)
     wider, grown = self._insert_random(name, wider, length, rng)
     wider, length = _remove_random(wider, grown, rng)
     return wider[:, :-1], length
@@ -291,12 +291,6 @@ def _remove_random(table, length, rng):
   table = np.take_along_axis(table, source[..., None], axis=1)
   table[slots >= (length - 1)[:, None]] = 0.0  # NO_OP padding
   return table, length - 1
-
-
-def _one_slot_wider(table: np.ndarray) -> np.ndarray:
-  """The table with one more (NO_OP) slot per row."""
-  count, width, fields = table.shape
-  return zero_padded(table, (count, width + 1, fields))
 
 
 def _needs_room(actions, length, width) -> bool:

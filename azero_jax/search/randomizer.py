@@ -203,16 +203,11 @@ class Randomizer:
     return random_rows(allowed[uniform_indices(rng, np.full(count, allowed.size))], self.memory,
                        rng)
 
-  def instructions(self, component: str, size: int,
-                   rng: np.random.Generator) -> tuple[Instruction, ...]:
-    return instructions_from_rows(self.rows(component, size, rng))
-
   def programs(self, template: Program, count: int, rng: np.random.Generator) -> ProgramBatch:
     """`count` copies of `template` with every instruction of every function that has a
     non-empty op list redrawn; sizes are kept. One draw per function for the whole batch."""
-    sizes = [len(template.component(name)) for name in COMPONENTS]
     components = []
-    for name, size, component in zip(COMPONENTS, sizes, pack([template], sizes)):
+    for name, size, component in zip(COMPONENTS, template.sizes, pack([template], template.sizes)):
       if name in self.mutable_components:
         table = self.rows(name, count * size, rng).reshape(count, size, component.table.shape[2])
       else:
