@@ -55,6 +55,11 @@ class Op:
     return len(self.inputs)
 
   @property
+  def reads_output(self) -> bool:
+    """Whether the result depends on the output register's current value (not just its shape)."""
+    return self.output is None or self.data in (Data.VECTOR_CONST, Data.MATRIX_CONST)
+
+  @property
   def is_random(self) -> bool:
     return self.data in (Data.UNIFORM, Data.GAUSSIAN)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from azero_jax.search.fec import BatchLookup, FecCache, fingerprint_keys
+from azero_jax.search.fec import FecCache, Pending, fingerprint_keys
 
 TRAIN = [0.5, 0.25, 1.0 / 3.0]
 VALID = [0.125, 2.0]
@@ -106,24 +106,29 @@ def test_key_distinguishes_every_part():
   assert first != key(nudged, VALID, 3, 100)  # exact bits, no rounding
 
 
-def test_update_keeps_count_and_position():
+def test_fill_keeps_count_and_position():
   cache = FecCache(cache_size=2, forget_every=3)
-  cache.insert(1, None)
-  cache.insert(2, 0.2)
-  assert cache.lookup(1) is None and cache.hits == 1  # a hit on the placeholder
-  cache.update(1, 0.5)
-  cache.update(9, 0.9)  # absent: nothing happens
-  assert 9 not in cache
+  found = cache.lookup_batch([1, 2, 1])  # a miss, a miss, a hit on the first placeholder
+  assert found.missed == [0, 1] and found.pending == [(2, 0)]
+  cache.fill(found.placeholders, [0.5, 0.2])
   cache.insert(3, 0.3)  # evicts 2, the least recently used
   assert 2 not in cache
   assert cache.lookup(1) == 0.5 and 1 not in cache  # the third count forgets it
+
+
+def test_fill_of_an_evicted_placeholder_changes_nothing():
+  cache = FecCache(cache_size=1)
+  found = cache.lookup_batch([1, 2])  # 2 evicts 1's placeholder
+  cache.fill(found.placeholders, [0.1, 0.2])
+  assert 1 not in cache and cache.lookup(2) == 0.2
 
 
 def test_lookup_batch_reserves_misses_for_later_duplicates():
   cache = FecCache(forget_every=3)
   cache.insert(1, 0.5)
   found = cache.lookup_batch([2, 1, 2, 2, 1])
-  assert found == BatchLookup([0.0, 0.5, 0.0, 0.0, 0.5], missed=[0], pending=[(2, 0), (3, 0)])
+  assert found[:3] == ([0.0, 0.5, 0.0, 0.0, 0.5], [0], [(2, 0), (3, 0)])
+  assert found.placeholders == [[Pending(0), 3]]  # the entry of key 2, forgotten at count 3
   assert (cache.hits, cache.misses) == (4, 1)
   assert 1 not in cache and 2 not in cache  # both reached the third count
 

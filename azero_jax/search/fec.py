@@ -53,6 +53,7 @@ class BatchLookup(NamedTuple):
   fitness: list[float]  # the cached fitness (0.0 for misses and pending hits)
   missed: list[int]  # positions that missed (a Pending placeholder was inserted)
   pending: list[tuple[int, int]]  # hits on a placeholder: (position, position that missed)
+  placeholders: list[list]  # the entry inserted for each miss, to `fill` once evaluated
 
 
 class FecState(NamedTuple):
@@ -110,18 +111,19 @@ class FecCache:
     """`lookup` of each key in order; a miss inserts a `Pending` placeholder at once.
 
     So a later equal key in the same batch hits, as it would in the one-at-a-time original once
-    the first was evaluated and inserted; `update` fills in the fitness afterwards.
+    the first was evaluated and inserted; `fill` sets the fitness afterwards.
     """
     entries, forget_every, size = self._entries, self.forget_every, self.cache_size
     get, move_to_end, evict = entries.get, entries.move_to_end, entries.popitem
-    fitness, missed, pending = [], [], []
+    fitness, missed, pending, placeholders = [], [], [], []
     for position, key in enumerate(keys):
       entry = get(key)
       if entry is None:
-        entries[key] = [Pending(position), 1]
+        entry = entries[key] = [Pending(position), 1]
         if len(entries) > size:
           evict(last=False)
         missed.append(position)
+        placeholders.append(entry)
         fitness.append(0.0)
         continue
       entry[1] += 1
@@ -137,7 +139,7 @@ class FecCache:
         fitness.append(value)
     self.misses += len(missed)
     self.hits += len(fitness) - len(missed)
-    return BatchLookup(fitness, missed, pending)
+    return BatchLookup(fitness, missed, pending, placeholders)
 
   def insert(self, key: Hashable, fitness) -> None:
     """Stores a fitness at the front with count 1 (replacing any entry), evicting the LRU ones."""
@@ -146,14 +148,13 @@ class FecCache:
     while len(self._entries) > self.cache_size:
       self._entries.popitem(last=False)
 
-  def update(self, key: Hashable, fitness) -> None:
-    """Sets the fitness of a present entry, keeping its count and position (absent: no-op).
-
-    A batch inserts a placeholder on a miss and fills in the fitness once evaluated.
-    """
-    entry = self._entries.get(key)
-    if entry is not None:
-      entry[0] = fitness
+  @staticmethod
+  def fill(placeholders: list[list], fitness) -> None:
+    """Sets the fitness of the placeholders a `lookup_batch` inserted, keeping their counts and
+    positions. Placeholders evicted or forgotten meanwhile are no longer in the cache; setting
+    theirs changes nothing."""
+    for entry, value in zip(placeholders, fitness):
+      entry[0] = value
 
   @property
   def hit_rate(self) -> float:

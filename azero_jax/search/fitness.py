@@ -39,9 +39,11 @@ from azero_jax.search.randomizer import Memory
 from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
 
 FEC_SEED = 235732282  # the original reseeds its FEC RNG to this constant
-# Programs per fingerprint call: every fingerprint of a search is computed in one compiled shape,
-# small enough for one call's latency and measured to give the bits of smaller batches.
+# Programs per fingerprint call: a batch's fingerprints run in chunks of this many programs, the
+# rest in the smallest power of two (>= 16) holding it. Powers of two from 16 to 512 were measured
+# to give identical bits (BUILD_NOTES.md, "Shape-dependent bits").
 FINGERPRINT_CHUNK = 128
+FINGERPRINT_MINIMUM = 16
 COMBINATIONS = ("mean", "median")
 
 
@@ -125,8 +127,8 @@ class SearchEvaluator:
     # deleting the first key of a plain dict over and over makes finding the next first key
     # slower and slower (~50 us per eviction at 100,000 entries).
     self._memo: collections.OrderedDict = collections.OrderedDict()
-    self._key = key
-    self._fec_key = jax.random.key(FEC_SEED)
+    self._key = evaluator.replicated(key)
+    self._fec_key = evaluator.replicated(jax.random.key(FEC_SEED))
     self._calls = 0
     op_sets = tuple(evaluator.normalize_op_set(ops_) for ops_ in op_lists)
     config = lambda eval_type, ragged, record: evaluator.Config(
@@ -179,11 +181,10 @@ class SearchEvaluator:
       per_task, steps = self._run(stripped, run, allowed)
       return Evaluation(combine(per_task, self.combination), int(steps.sum()))
     keys, fingerprint_steps = self._fingerprints(stripped, allowed)
-    per_task, missed, sources = self._lookup(keys)
+    per_task, missed, sources, placeholders = self._lookup(keys)
     full, full_steps = self._run(stripped, missed.any(axis=1), allowed)
     per_task = np.where(missed, full, per_task)
-    for row, column in zip(*np.nonzero(missed)):
-      self.cache.update(keys[row][column], float(per_task[row, column]))
+    self.cache.fill(placeholders, per_task[missed].tolist())  # row-major, as looked up
     pending = sources >= 0
     per_task[pending] = per_task.ravel()[sources[pending]]
     steps = fingerprint_steps.sum() + np.where(missed, full_steps, 0).sum()
@@ -230,14 +231,16 @@ class SearchEvaluator:
   def _fingerprint_run(self, programs: PackedPopulation):
     """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs.
 
-    Always in chunks of one compiled size: the evaluator's last bits can depend on the batch size
+    In chunks of power-of-two sizes: the evaluator's last bits can depend on the batch size
     (BUILD_NOTES.md, "Shape-dependent bits"), and a program's fingerprint must not.
     """
     count, chunk, num_tasks = programs.size, self.fingerprint_chunk, len(self.tasks)
     self.fingerprint_runs += count
     starts = range(0, count, chunk)
-    chunks = [evaluator.pad_population(programs.take(slice(start, start + chunk)), chunk)
-              for start in starts]
+    sizes = [evaluator.bucket(min(chunk, count - start), min(FINGERPRINT_MINIMUM, chunk))
+             for start in starts]
+    chunks = [evaluator.pad_population(programs.take(slice(start, start + size)), size)
+              for start, size in zip(starts, sizes)]
     results = [[evaluator.run_packed(group.fingerprint_config, packed, group.fingerprint_tasks,
                                      self._fec_key) for group in self._groups]
                for packed in chunks]  # all dispatched before the first result is read
@@ -259,8 +262,8 @@ class SearchEvaluator:
   def _lookup(self, keys: list[list[bytes]]):
     """One cache lookup per (program, task) in batch order.
 
-    Returns cached fitness [n, T], the misses [n, T] (inserted as placeholders) and, for hits on a
-    placeholder, the flat index of the lane that missed it (else -1).
+    Returns cached fitness [n, T], the misses [n, T] (inserted as placeholders), for hits on a
+    placeholder the flat index of the lane that missed it (else -1), and the placeholders.
     """
     count, num_tasks = len(keys), len(self.tasks)
     found = self.cache.lookup_batch([key for row_keys in keys for key in row_keys])
@@ -271,7 +274,8 @@ class SearchEvaluator:
       lanes, first = np.array(found.pending).T
       sources[lanes] = first
     shape = (count, num_tasks)
-    return np.array(found.fitness).reshape(shape), missed.reshape(shape), sources.reshape(shape)
+    return (np.array(found.fitness).reshape(shape), missed.reshape(shape),
+            sources.reshape(shape), found.placeholders)
 
   def _run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray):
     """Full-run fitness and train steps [n, T] for the rows in `run` (0 elsewhere / not allowed)."""
@@ -282,13 +286,13 @@ class SearchEvaluator:
     if rows.size:
       self.full_evaluations += rows.size
       packed = evaluator.pad_population(stripped.take(rows), compact_bucket(rows.size, self.bucket))
-      key = jax.random.fold_in(self._key, self._calls)
-      self._calls += 1
       for group in self._groups:
-        result = evaluator.run_packed(group.config, packed, group.tasks, key)
+        result = evaluator.run_packed(group.config, packed, group.tasks, self._key,
+                                      fold=self._calls)
         columns = np.ix_(rows, group.indices)
         fitness[columns] = np.asarray(result.fitness, dtype=np.float64)[:rows.size]
         steps[columns] = np.asarray(result.train_steps)[:rows.size]
+      self._calls += 1
     return np.where(allowed, fitness, 0.0), np.where(allowed, steps, 0)
 
 
