@@ -99,3 +99,19 @@ def test_static_loops_match_dynamic_loops():
     fitness[static] = np.asarray(result.fitness)[:len(programs)]
   assert len(np.unique(fitness[False].round(9))) > 4  # the programs really differ
   np.testing.assert_allclose(fitness[True], fitness[False], atol=1e-12)
+
+
+def test_a_key_folded_inside_the_call_gives_the_draws_of_a_key_folded_before():
+  rng = np.random.default_rng(4)
+  op_lists = ((56, 59, 62), (27, 2, 3), (2, 3, 18, 23, 57))
+  randomizer = Randomizer(op_lists, Memory(4, 3, 1))
+  programs = [initial_program(InitModel.RANDOM, (6, 2, 4), randomizer, rng) for _ in range(6)]
+  tasks = ev.stack_tasks([linear_task(4, 12, 6, param_seed=i, data_seed=i) for i in range(3)])
+  packed = ev.pack_population(programs, widths=(8, 4, 16))
+  config = ev.Config(4, 3, 1, tuple(ev.normalize_op_set(o) for o in op_lists), dtype="float64")
+  key = jax.random.key(5)
+  folded = ev.run_packed(config, packed, tasks, key, fold=7).fitness
+  before = ev.run_packed(config, packed, tasks, jax.random.fold_in(key, 7)).fitness
+  other = ev.run_packed(config, packed, tasks, jax.random.fold_in(key, 8)).fitness
+  np.testing.assert_array_equal(folded, before)
+  assert not np.array_equal(before, other)  # the random ops really draw from the key

@@ -39,11 +39,11 @@ from azero_jax.search.randomizer import Memory
 from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
 
 FEC_SEED = 235732282  # the original reseeds its FEC RNG to this constant
-# Programs per fingerprint call: a batch's fingerprints run in chunks of this many programs, the
-# rest in the smallest power of two (>= 16) holding it. Powers of two from 16 to 512 were measured
-# to give identical bits (BUILD_NOTES.md, "Shape-dependent bits").
+# Programs per fingerprint call: every fingerprint of a search is computed in one compiled shape,
+# small enough for one call's latency. Other power-of-two sizes give other last bits for some op
+# sets (BUILD_NOTES.md, "Shape-dependent bits"), and a program's fingerprint must not depend on
+# the batch that computes it.
 FINGERPRINT_CHUNK = 128
-FINGERPRINT_MINIMUM = 16
 COMBINATIONS = ("mean", "median")
 
 
@@ -231,16 +231,14 @@ class SearchEvaluator:
   def _fingerprint_run(self, programs: PackedPopulation):
     """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs.
 
-    In chunks of power-of-two sizes: the evaluator's last bits can depend on the batch size
+    Always in chunks of one compiled size: the evaluator's last bits can depend on the batch size
     (BUILD_NOTES.md, "Shape-dependent bits"), and a program's fingerprint must not.
     """
     count, chunk, num_tasks = programs.size, self.fingerprint_chunk, len(self.tasks)
     self.fingerprint_runs += count
     starts = range(0, count, chunk)
-    sizes = [evaluator.bucket(min(chunk, count - start), min(FINGERPRINT_MINIMUM, chunk))
-             for start in starts]
-    chunks = [evaluator.pad_population(programs.take(slice(start, start + size)), size)
-              for start, size in zip(starts, sizes)]
+    chunks = [evaluator.pad_population(programs.take(slice(start, start + chunk)), chunk)
+              for start in starts]
     results = [[evaluator.run_packed(group.fingerprint_config, packed, group.fingerprint_tasks,
                                      self._fec_key) for group in self._groups]
                for packed in chunks]  # all dispatched before the first result is read
