@@ -91,19 +91,41 @@ def _inner(xp, a, b):
   return total
 
 
+def _sum(xp, x, axis=-1):
+  """x summed along `axis` in index order, for the same reason as `_inner`."""
+  x = xp.moveaxis(x, axis, -1)
+  total = x[..., 0]
+  for i in range(1, x.shape[-1]):
+    total = total + x[..., i]
+  return total
+
+
+def _matrix_sum(xp, m):
+  """All elements of m, each row summed in order, then the rows in order."""
+  return _sum(xp, _sum(xp, m))
+
+
+def _vector_mean(xp, v):
+  return _sum(xp, v) / v.shape[-1]
+
+
+def _matrix_mean(xp, m):
+  return _matrix_sum(xp, m) / (m.shape[-1] * m.shape[-2])
+
+
 def _vector_std(xp, v):
-  mean = xp.mean(v)
+  mean = _vector_mean(xp, v)
   return xp.sqrt(_inner(xp, v, v) / v.shape[-1] - mean * mean)
 
 
 def _matrix_std(xp, m):
-  mean = xp.mean(m)
-  return xp.sqrt(xp.sum(m * m) / (m.shape[-1] * m.shape[-2]) - mean * mean)
+  mean = _matrix_mean(xp, m)
+  return xp.sqrt(_matrix_sum(xp, m * m) / (m.shape[-1] * m.shape[-2]) - mean * mean)
 
 
 def _row_std(xp, m):
-  mean = xp.mean(m, axis=-1)
-  return xp.sqrt(xp.mean(m * m, axis=-1) - mean * mean)
+  mean = _sum(xp, m) / m.shape[-1]
+  return xp.sqrt(_sum(xp, m * m) / m.shape[-1] - mean * mean)
 
 
 def _uniform(xp, low, high, rand, old):
@@ -213,11 +235,11 @@ _TABLE = [
     (33, "VECTOR_ROW_BROADCAST", (V,), M, _NO, "{o} = bcast({a}, axis=1)", 11087322,
      lambda xp, a, b, old, data, rand: xp.zeros_like(old) + a[None, :]),
     (34, "MATRIX_NORM", (M,), S, _NO, "{o} = norm({a})", 6422746,
-     _unary(lambda xp, a: xp.sqrt(xp.sum(a * a)))),
+     _unary(lambda xp, a: xp.sqrt(_matrix_sum(xp, a * a)))),
     (35, "MATRIX_COLUMN_NORM", (M,), V, _NO, "{o} = norm({a}, axis=0)", 6682187,
-     _unary(lambda xp, a: xp.sqrt(xp.sum(a * a, axis=0)))),
+     _unary(lambda xp, a: xp.sqrt(_sum(xp, a * a, axis=0)))),
     (36, "MATRIX_ROW_NORM", (M,), V, _NO, "{o} = norm({a}, axis=1)", 13351123,
-     _unary(lambda xp, a: xp.sqrt(xp.sum(a * a, axis=1)))),
+     _unary(lambda xp, a: xp.sqrt(_sum(xp, a * a, axis=1)))),
     (37, "MATRIX_TRANSPOSE", (M,), M, _NO, "{o} = transpose({a})", 9394756,
      _unary(lambda xp, a: a.T)),
     (38, "MATRIX_ABS", (M,), M, _NO, "{o} = abs({a})", 4630926, _unary(lambda xp, a: xp.abs(a))),
@@ -229,7 +251,7 @@ _TABLE = [
     (42, "MATRIX_DIVISION", (M, M), M, _NO, "{o} = {a} / {b}", 18234378,
      _binary(lambda xp, a, b: a / b)),
     (43, "MATRIX_MATRIX_PRODUCT", (M, M), M, _NO, "{o} = matmul({a}, {b})", 14516296,
-     _binary(lambda xp, a, b: xp.matmul(a, b))),
+     _binary(lambda xp, a, b: _inner(xp, a[:, None, :], xp.swapaxes(b, 0, 1)[None, :, :]))),
     # min/max keep the NaN behaviour of std::min/std::max (scalar, vector) and of Eigen's
     # cwiseMin/cwiseMax (matrix): REFERENCE.md Appendix B.
     (44, "SCALAR_MIN", (S, S), S, _NO, "{o} = minimum({a}, {b})", 3677265,
@@ -244,10 +266,10 @@ _TABLE = [
      _binary(lambda xp, a, b: xp.where(a < b, b, a))),
     (49, "MATRIX_MAX", (M, M), M, _NO, "{o} = maximum({a}, {b})", 5840952,
      _binary(lambda xp, a, b: xp.where(a > b, a, b))),
-    (50, "VECTOR_MEAN", (V,), S, _NO, "{o} = mean({a})", 4280443, _unary(lambda xp, a: xp.mean(a))),
-    (51, "MATRIX_MEAN", (M,), S, _NO, "{o} = mean({a})", 4595196, _unary(lambda xp, a: xp.mean(a))),
+    (50, "VECTOR_MEAN", (V,), S, _NO, "{o} = mean({a})", 4280443, _unary(_vector_mean)),
+    (51, "MATRIX_MEAN", (M,), S, _NO, "{o} = mean({a})", 4595196, _unary(_matrix_mean)),
     (52, "MATRIX_ROW_MEAN", (M,), V, _NO, "{o} = mean({a}, axis=1)", 9763956,
-     _unary(lambda xp, a: xp.mean(a, axis=1))),
+     _unary(lambda xp, a: _sum(xp, a) / a.shape[-1])),
     (53, "MATRIX_ROW_ST_DEV", (M,), V, _NO, "{o} = std({a}, axis=1)", 16766477, _unary(_row_std)),
     (54, "VECTOR_ST_DEV", (V,), S, _NO, "{o} = std({a})", 5585730, _unary(_vector_std)),
     (55, "MATRIX_ST_DEV", (M,), S, _NO, "{o} = std({a})", 10640216, _unary(_matrix_std)),

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from azero_jax import Program, Task
+from azero_jax import Program, Task, ops
 from azero_jax import evaluator as ev
 from azero_jax.evaluator import evaluate
 from azero_jax.search.generator import LINEAR, InitModel, initial_program
@@ -115,3 +115,22 @@ def test_a_key_folded_inside_the_call_gives_the_draws_of_a_key_folded_before():
   other = ev.run_packed(config, packed, tasks, jax.random.fold_in(key, 8)).fitness
   np.testing.assert_array_equal(folded, before)
   assert not np.array_equal(before, other)  # the random ops really draw from the key
+
+
+def test_results_do_not_depend_on_the_compiled_batch_size():
+  """Sums inside ops run in index order (ops._sum, ops._inner): XLA:CPU picks a reduction or dot
+  kernel by size, which changed last bits with the batch size (BUILD_NOTES.md)."""
+  op_list = tuple(op.id for op in ops.OPS[1:] if ops.MATRIX in (op.output, *op.inputs))
+  randomizer = Randomizer((op_list,) * 3, Memory(4, 3, 3))
+  programs = randomizer.programs(initial_program(InitModel.NO_OP, (6, 4, 6)), 16,
+                                 np.random.default_rng(3)).packed
+  tasks = ev.stack_tasks([linear_task(4, 10, 10, param_seed=i, data_seed=i) for i in range(10)])
+  config = ev.Config(4, 3, 3, (ev.normalize_op_set(op_list),) * 3, record_errors=True)
+  errors = {}
+  for size in (16, 128, 256):
+    result = ev.run_packed(config, ev.pad_population(programs, size), tasks, jax.random.key(0))
+    errors[size] = np.concatenate([np.asarray(result.train_errors)[:16],
+                                   np.asarray(result.valid_errors)[:16]], axis=-1)
+  assert np.isfinite(errors[16]).mean() > 0.5  # mostly real errors, not aborted runs
+  np.testing.assert_array_equal(errors[128], errors[16])
+  np.testing.assert_array_equal(errors[256], errors[16])
