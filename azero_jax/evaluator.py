@@ -94,8 +94,9 @@ def _run_component(config: Config, which: int, component: PackedComponent, count
   size = memory.vectors.shape[-1]
   kind_index = {kind: position for position, kind in enumerate(ops.KINDS)}
 
+  # Output kinds whose old value some op needs (the const-sets); the others skip reading it.
   reads_old = {ops.OPS[i].output for i in op_set if ops.OPS[i].reads_output}
-  read_slots = {}
+  read_slots = {}  # kind -> operand positions read; both operands of a kind in one gather
   for position, kind in sorted(reads):
     read_slots.setdefault(kind, []).append(position)
 

@@ -82,22 +82,19 @@ def _heaviside_gt(xp, x):
   return xp.where(x > 0, 1.0, 0.0).astype(x.dtype)
 
 
-def _inner(xp, a, b):
-  """sum_i a[..., i] * b[..., i], added in index order: one summation order whatever the batch
-  (XLA:CPU hands a batched dot to a library kernel chosen by size, which changed last bits)."""
-  total = a[..., 0] * b[..., 0]
-  for i in range(1, a.shape[-1]):
-    total = total + a[..., i] * b[..., i]
-  return total
-
-
 def _sum(xp, x, axis=-1):
-  """x summed along `axis` in index order, for the same reason as `_inner`."""
+  """x summed along `axis` in index order: one summation order whatever the batch (XLA:CPU
+  hands batched reductions and dots to library kernels chosen by size, which changed last bits)."""
   x = xp.moveaxis(x, axis, -1)
   total = x[..., 0]
   for i in range(1, x.shape[-1]):
     total = total + x[..., i]
   return total
+
+
+def _inner(xp, a, b):
+  """sum_i a[..., i] * b[..., i], added in index order (`_sum`)."""
+  return _sum(xp, a * b)
 
 
 def _matrix_sum(xp, m):
