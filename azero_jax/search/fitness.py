@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -264,7 +265,7 @@ class SearchEvaluator:
     placeholder the flat index of the lane that missed it (else -1), and the placeholders.
     """
     count, num_tasks = len(keys), len(self.tasks)
-    found = self.cache.lookup_batch([key for row_keys in keys for key in row_keys])
+    found = self.cache.lookup_batch(itertools.chain.from_iterable(keys))
     missed = np.zeros(count * num_tasks, dtype=bool)
     missed[found.missed] = True
     sources = np.full(count * num_tasks, -1)
