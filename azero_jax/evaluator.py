@@ -262,13 +262,14 @@ def _evaluate_lane(config: Config, program: PackedPopulation, counts, task: Task
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 6, 7))
 def _evaluate_batch(config: Config, table, widths: tuple[int, ...], counts, tasks: TaskBatch,
-                    key, paired: bool = False, fold: bool = False) -> LaneResult:
+                    key, paired: bool = False, fold: bool = False, row_folds=None) -> LaneResult:
   """Lanes [P programs] x [T tasks], or [P] pairs (program i on task i) when `paired`.
 
   `table` holds the Setup, Predict and Learn tables of a PackedPopulation side by side (`widths`
   slots each: one transfer instead of three), `counts` their loop bounds (and, when `fold`, a
-  number to fold into the key first). The task index is folded into the key, so identical
-  programs get identical random draws.
+  number to fold into the key first). With `row_folds` [P, 2], `key` is a stack of keys and
+  program i uses `fold_in(key[row_folds[i, 0]], row_folds[i, 1])` (one key per island). The task
+  index is folded into the key, so identical programs get identical random draws.
   """
   starts = np.cumsum((0, *widths))
   programs = PackedPopulation(*(PackedComponent(table[:, start:stop], None)
@@ -276,13 +277,20 @@ def _evaluate_batch(config: Config, table, widths: tuple[int, ...], counts, task
   if fold:
     key = jax.random.fold_in(key, counts[3])
   counts = counts[:3]
-  task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(tasks.y_train.shape[0]))
+  task_ids = jnp.arange(tasks.y_train.shape[0])
+  task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))
   if paired:
     return jax.vmap(_evaluate_lane, in_axes=(None, 0, None, 0, 0))(
-        config, programs, counts, tasks, task_keys)
+        config, programs, counts, tasks, task_keys(task_ids))
   per_task = jax.vmap(_evaluate_lane, in_axes=(None, None, None, 0, 0))
-  return jax.vmap(per_task, in_axes=(None, 0, None, None, None))(
-      config, programs, counts, tasks, task_keys)
+  if row_folds is None:
+    return jax.vmap(per_task, in_axes=(None, 0, None, None, None))(
+        config, programs, counts, tasks, task_keys(task_ids))
+  program_keys = jax.vmap(lambda row: jax.random.fold_in(key[row[0]], row[1]))(row_folds)
+  lane_keys = jax.vmap(lambda k: jax.vmap(lambda t: jax.random.fold_in(k, t))(task_ids))(
+      program_keys)
+  return jax.vmap(per_task, in_axes=(None, 0, None, None, 0))(
+      config, programs, counts, tasks, lane_keys)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,13 +343,16 @@ def _placed(tasks: TaskBatch, dtype: str, paired: bool) -> bool:
 
 
 def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
-               counts=None, paired: bool = False, fold: int | None = None) -> LaneResult:
+               counts=None, paired: bool = False, fold: int | None = None,
+               row_folds: np.ndarray | None = None) -> LaneResult:
   """Evaluates a packed population; device arrays [P, T] (or [P] when `paired`).
 
   The population is split over all devices when its size is a multiple of the device count.
   `tasks` may be host arrays or, faster for repeated calls, the result of `place_tasks`.
   With `fold`, the key is `jax.random.fold_in(key, fold)`, computed inside the compiled call
-  (a search's per-call keys then cost no separate dispatch).
+  (a search's per-call keys then cost no separate dispatch). With `row_folds` [P, 2] (key index,
+  number to fold), `key` is a stack of keys and each program folds its own (islands: one key and
+  call count per island).
   """
   if counts is None:
     counts = tuple(int(c.length.max(initial=0)) for c in packed)
@@ -349,10 +360,13 @@ def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
     config = config._replace(static_loops=jax.default_backend() != "cpu")
   if not _placed(tasks, config.dtype, paired):
     tasks = place_tasks(tasks, config.dtype, paired)
-  table = jax.device_put(np.concatenate([c.table for c in packed], axis=1), _split(packed.size))
+  split = _split(packed.size)
+  table = jax.device_put(np.concatenate([c.table for c in packed], axis=1), split)
   counts = np.array([*counts, 0 if fold is None else fold], np.int32)
+  if row_folds is not None:
+    row_folds = jax.device_put(np.asarray(row_folds, np.int32), split)
   return _evaluate_batch(config, table, packed.widths, counts, tasks, key, paired,
-                         fold is not None)
+                         fold is not None, row_folds)
 
 
 def pack_population(programs: Sequence[Program], widths=None,

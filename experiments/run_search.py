@@ -22,7 +22,7 @@ from absl import flags
 from azero_jax import cli, run_dir
 from azero_jax.ops import parse_op_list
 from azero_jax.search.driver import STRATEGIES, SearchConfig, run
-from azero_jax.search.fitness import COMBINATIONS, FecSpec
+from azero_jax.search.fitness import COMBINATIONS, FEC_SCOPES, FecSpec
 from azero_jax.search.generator import InitModel
 from azero_jax.search.mutator import parse_mutation_types
 from azero_jax.search.randomizer import Memory
@@ -89,8 +89,29 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, run_directory: bool = True)
                      "fitness exceeds this.", **kw)
   flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Evaluator precision.", **kw)
   flags.DEFINE_float("max_abs_error", 100.0, "Training stops when |error| exceeds this.", **kw)
+  define_island_flags(fv)
   if run_directory:
     run_dir.define_flags(fv)
+
+
+def define_island_flags(fv: flags.FlagValues) -> None:
+  """The flags of islands and migration (shared with experiments.compare)."""
+  kw = {"flag_values": fv}
+  flags.DEFINE_integer("num_islands", 1, "Populations K evolved in lock-step in one process; "
+                       "each step evaluates all K x batch_size children together. Each island "
+                       "spends max_train_steps.", **kw)
+  flags.DEFINE_enum("fec_scope", "shared", FEC_SCOPES, "One FEC cache for all islands (shared) "
+                    "or one per island (island: each island runs as it would alone).", **kw)
+  flags.DEFINE_integer("migration_every", 0, "Evaluations per island between migrations "
+                       "(0 = never).", **kw)
+  flags.DEFINE_integer("migration_size", 50, "Programs each island sends and receives at a "
+                       "migration (the paper's 50).", **kw)
+
+
+def island_settings(fv: flags.FlagValues) -> dict:
+  """The SearchConfig fields of the island flags."""
+  return {"num_islands": fv.num_islands, "fec_scope": fv.fec_scope,
+          "migration_every": fv.migration_every, "migration_size": fv.migration_size}
 
 
 def _task_spec(prefix: str, fv: flags.FlagValues):
@@ -145,7 +166,8 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
       combination=fv.fitness_combination, max_experiments=fv.max_experiments,
       random_seed=fv.random_seed, randomize_task_seeds=fv.randomize_task_seeds,
       sufficient_fitness=fv.sufficient_fitness, strategy=fv.strategy,
-      success_fitness=fv.success_fitness, dtype=fv.dtype, max_abs_error=fv.max_abs_error)
+      success_fitness=fv.success_fitness, dtype=fv.dtype, max_abs_error=fv.max_abs_error,
+      **island_settings(fv))
 
 
 def main(argv: list[str]) -> int:

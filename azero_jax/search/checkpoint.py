@@ -6,13 +6,15 @@ order) and the run's settings, so that a resumed run continues bit for bit. Noth
 programs are rows of instruction fields, fitness float64, FEC keys their bytes; the scalars are one
 JSON document stored as the bytes of the array `meta`. `ckpt-<n>.npz` numbers a run's checkpoints.
 
-Arrays (P programs in a group, I their instructions, K FEC entries):
+Arrays (K islands; N programs in a group; C the FEC caches, one or one per island):
   meta                                 uint8, the JSON document (see `encode`)
-  {population,best,experiments}.instructions   [I, 8] float64: op, in1, in2, out, activation, f0-f2
-  {population,best,experiments}.sizes          [P, 3] int64: Setup, Predict, Learn sizes
-  population.fitness, best.fitness, recent_fitness   float64 (evolution / random search state)
+  {population,best,experiments}.<function>.table   [N, W, 8] float64 packed instructions
+  {population,best,experiments}.<function>.length  [N] sizes of Setup, Predict, Learn
+  population.fitness, population.age_order   [K, P] (evolution state; arrivals and counts in meta)
+  best.fitness, recent_fitness, num_successes   [K], [K, <= P], [K] (random search state)
   experiments.<field>                  one per ExperimentResult field after the candidate
-  fec.keys, fec.key_lengths, fec.fitness, fec.counts   the cache, least recently used first
+  fec<c>.keys, fec<c>.key_lengths, fec<c>.fitness, fec<c>.counts   cache c, least recent first
+The per-island generator states are in meta (`rng_states`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from azero_jax.search.fec import FecState
 from azero_jax.search.random_search import RandomSearchState
 
 FORMAT = "azero_jax search checkpoint"
-FORMAT_VERSION = 2  # 2: programs as packed tables; FEC keys as float64 rows
+FORMAT_VERSION = 3  # 2: programs as packed tables; FEC keys as float64 rows; 3: islands
 KEEP = 2  # checkpoints kept: the newest and one to fall back to
 _NAME = re.compile(r"ckpt-(\d+)\.npz")
 _UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
@@ -85,45 +87,47 @@ def _get_programs(arrays: dict, name: str) -> ProgramBatch:
 
 
 def _put_strategy(arrays: dict, state) -> dict:
+  counts = {"num_individuals": state.num_individuals.tolist()}
   if isinstance(state, EvolutionState):
     _put_programs(arrays, "population", state.programs)
-    arrays["population.fitness"] = state.fitness
-    return {"kind": "evolution", "num_individuals": state.num_individuals}
-  _put_programs(arrays, "best", [] if state.best_program is None else [state.best_program])
-  arrays["best.fitness"] = np.array([state.best_fitness], dtype=np.float64)
-  arrays["recent_fitness"] = state.recent_fitness
-  return {"kind": "random", "num_individuals": state.num_individuals,
-          "num_successes": state.num_successes}
+    arrays["population.fitness"], arrays["population.age_order"] = state.fitness, state.age_order
+    return {"kind": "evolution", **counts, "arrivals": state.arrivals.tolist()}
+  _put_programs(arrays, "best", [] if state.best_programs is None else state.best_programs)
+  arrays["best.fitness"], arrays["recent_fitness"] = state.best_fitness, state.recent_fitness
+  arrays["num_successes"] = state.num_successes
+  return {"kind": "random", **counts}
 
 
 def _get_strategy(arrays: dict, meta: dict):
+  counts = np.array(meta["num_individuals"], np.int64)
   if meta["kind"] == "evolution":
     return EvolutionState(_get_programs(arrays, "population"), arrays["population.fitness"],
-                          meta["num_individuals"])
+                          arrays["population.age_order"], counts,
+                          np.array(meta["arrivals"], np.int64))
   best = _get_programs(arrays, "best")
-  return RandomSearchState(best[0] if best else None, float(arrays["best.fitness"][0]),
-                           meta["num_successes"], arrays["recent_fitness"],
-                           meta["num_individuals"])
+  return RandomSearchState(best if len(best) else None, arrays["best.fitness"],
+                           arrays["num_successes"], arrays["recent_fitness"], counts)
 
 
 def _put_evaluator(arrays: dict, state: dict) -> dict:
-  cache: FecState | None = state["cache"]
-  if cache is not None:
-    arrays["fec.keys"] = np.frombuffer(b"".join(cache.keys), dtype=np.uint8)
-    arrays["fec.key_lengths"] = np.array([len(key) for key in cache.keys], dtype=np.int64)
-    arrays["fec.fitness"], arrays["fec.counts"] = cache.fitness, cache.counts
-  counters = {k: v for k, v in state.items() if k != "cache"}
-  return {**counters, "cache": None if cache is None else [cache.hits, cache.misses]}
+  for index, cache in enumerate(state["caches"]):
+    name = f"fec{index}"
+    arrays[f"{name}.keys"] = np.frombuffer(b"".join(cache.keys), dtype=np.uint8)
+    arrays[f"{name}.key_lengths"] = np.array([len(key) for key in cache.keys], dtype=np.int64)
+    arrays[f"{name}.fitness"], arrays[f"{name}.counts"] = cache.fitness, cache.counts
+  counters = {k: v for k, v in state.items() if k != "caches"}
+  return {**counters, "caches": [[cache.hits, cache.misses] for cache in state["caches"]]}
 
 
 def _get_evaluator(arrays: dict, meta: dict) -> dict:
-  cache = None
-  if meta["cache"] is not None:
-    flat, lengths = arrays["fec.keys"].tobytes(), arrays["fec.key_lengths"].tolist()
+  caches = []
+  for index, counters in enumerate(meta["caches"]):
+    name = f"fec{index}"
+    flat, lengths = arrays[f"{name}.keys"].tobytes(), arrays[f"{name}.key_lengths"].tolist()
     ends = itertools.accumulate(lengths)
     keys = [flat[end - length:end] for end, length in zip(ends, lengths)]
-    cache = FecState(keys, arrays["fec.fitness"], arrays["fec.counts"], *meta["cache"])
-  return {**{k: v for k, v in meta.items() if k != "cache"}, "cache": cache}
+    caches.append(FecState(keys, arrays[f"{name}.fitness"], arrays[f"{name}.counts"], *counters))
+  return {**{k: v for k, v in meta.items() if k != "caches"}, "caches": caches}
 
 
 def encode(snapshot: Snapshot, config: SearchConfig, extra: dict | None = None) -> dict:
@@ -136,13 +140,15 @@ def encode(snapshot: Snapshot, config: SearchConfig, extra: dict | None = None) 
   current = None
   if snapshot.current is not None:
     progress = snapshot.current.progress
-    current = {"task_seed": snapshot.current.task_seed, "key_seed": snapshot.current.key_seed,
-               "train_steps": progress.train_steps, "last_printed": progress.last_printed,
+    current = {"task_seed": snapshot.current.task_seed,
+               "key_seeds": list(snapshot.current.key_seeds),
+               "train_steps": np.asarray(progress.train_steps).tolist(),
+               "last_printed": progress.last_printed,
                "seconds": progress.seconds, "strategy": _put_strategy(arrays, progress.state),
                "evaluator": _put_evaluator(arrays, snapshot.current.evaluator)}
   meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
           "library_version": azero_jax.__version__, "config": config_record(config),
-          "seed": snapshot.seed, "rng_state": snapshot.rng_state, "seconds": snapshot.seconds,
+          "seed": snapshot.seed, "rng_states": snapshot.rng_states, "seconds": snapshot.seconds,
           "evaluations": snapshot.evaluations, "experiments": len(experiments),
           "current": current, "extra": extra or {}}
   arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -158,11 +164,12 @@ def decode(arrays: dict) -> tuple[Snapshot, dict]:
                       for program, *values in zip(candidates, *fields))
   current = meta["current"]
   if current is not None:
-    progress = SearchProgress(_get_strategy(arrays, current["strategy"]), current["train_steps"],
-                              current["last_printed"], current["seconds"])
-    current = ExperimentCheckpoint(current["task_seed"], current["key_seed"], progress,
+    progress = SearchProgress(_get_strategy(arrays, current["strategy"]),
+                              np.array(current["train_steps"], np.int64), current["last_printed"],
+                              current["seconds"])
+    current = ExperimentCheckpoint(current["task_seed"], tuple(current["key_seeds"]), progress,
                                    _get_evaluator(arrays, current["evaluator"]))
-  return Snapshot(meta["seed"], meta["rng_state"], experiments, meta["seconds"], current), meta
+  return Snapshot(meta["seed"], meta["rng_states"], experiments, meta["seconds"], current), meta
 
 
 def checkpoints(directory: Path) -> list[Path]:

@@ -6,6 +6,12 @@ search fitness and its fitness on T_select; at the end the best candidate's fitn
 final tasks and the program. One `np.random.Generator` seeded with the random seed drives
 everything (task seeds, initial programs, tournaments, mutations, PRNG keys of the evaluator).
 
+Islands: an experiment runs K populations in lock-step (`num_islands`), each with its own
+generator seeded from (random seed, island) (island 0 with the random seed itself, so one island
+is the original's run), its own PRNG key and its own train-step budget. Every step asks all
+islands for their children and evaluates them together. Each island's best is a candidate; the
+candidates are evaluated on T_select in one call and the best is the experiment's candidate.
+
 `RunHooks` see the progress, the result and every boundary a run can continue from (after each
 batch and each experiment); there they may take a `Snapshot`, which `run(..., resume=...)`
 continues from with the same output (azero_jax/search/checkpoint.py saves them to files,
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -26,7 +32,13 @@ from azero_jax import device, evaluator
 from azero_jax.program import COMPONENTS, Program
 from azero_jax.search.budget import TrainBudget
 from azero_jax.search.evolution import RegularizedEvolution
-from azero_jax.search.fitness import COMBINATIONS, FecSpec, SearchEvaluator, search_widths
+from azero_jax.search.fitness import (
+  COMBINATIONS,
+  FEC_SCOPES,
+  FecSpec,
+  SearchEvaluator,
+  search_widths,
+)
 from azero_jax.search.gc_tuning import relaxed_gc
 from azero_jax.search.generator import InitModel, initial_program
 from azero_jax.search.mutator import MutationType, Mutator
@@ -72,6 +84,10 @@ class SearchConfig:
   success_fitness: float = 0.9999  # random search counts programs beating it
   dtype: str = "float32"
   max_abs_error: float = 100.0
+  num_islands: int = 1
+  fec_scope: str = "shared"
+  migration_every: int = 0  # evaluations per island between migrations; 0 = never
+  migration_size: int = 50
 
   def __post_init__(self):
     validate(self)
@@ -109,6 +125,16 @@ def validate(config: SearchConfig) -> None:
   check(config.random_seed >= 0, f"random_seed must be >= 0 (0 = from the clock), got "
         f"{config.random_seed}")
   check(config.max_abs_error > 0, f"max_abs_error must be > 0, got {config.max_abs_error}")
+  check(config.num_islands >= 1, f"num_islands must be >= 1, got {config.num_islands}")
+  check(config.fec_scope in FEC_SCOPES,
+        f"fec_scope must be one of {', '.join(FEC_SCOPES)}, got {config.fec_scope!r}")
+  check(config.migration_every >= 0, f"migration_every must be >= 0 (0 = never), got "
+        f"{config.migration_every}")
+  check(1 <= config.migration_size <= config.population_size,
+        f"migration_size must be in [1, population_size={config.population_size}], got "
+        f"{config.migration_size}")
+  check(not config.migration_every or config.strategy == "evolution",
+        "migration_every needs strategy=evolution (random search keeps no population)")
   check(config.train_budget_threshold_factor > 0, "train_budget_threshold_factor must be > 0, "
         f"got {config.train_budget_threshold_factor}")
   check(config.train_budget is not InitModel.RANDOM,
@@ -194,24 +220,36 @@ def make_strategy(config: SearchConfig) -> RegularizedEvolution | RandomSearch:
                               search_widths(fixed, config.max_sizes))
 
 
-def search_evaluator(config: SearchConfig, tasks, key) -> SearchEvaluator:
-  """The fitness of one experiment on T_search: FEC cache, train budget, compiled shapes."""
+def search_evaluator(config: SearchConfig, tasks, keys) -> SearchEvaluator:
+  """The fitness of one experiment on T_search (one PRNG key per island, or one key): FEC cache,
+  train budget, compiled shapes for all islands' children."""
   budget = (TrainBudget.from_init_sizes(config.init_sizes, config.train_budget,
                                         config.train_budget_threshold_factor)
             if config.train_budget else None)
   return SearchEvaluator(
       tasks, memory=config.memory, op_lists=evaluator_op_sets(config),
-      widths=search_widths(initial(config), config.max_sizes), batch_size=config.batch_size,
-      key=key, fec=config.fec, budget=budget, combination=config.combination,
-      dtype=config.dtype, max_abs_error=config.max_abs_error)
+      widths=search_widths(initial(config), config.max_sizes),
+      batch_size=config.batch_size * config.num_islands, keys=keys, fec=config.fec,
+      budget=budget, combination=config.combination, dtype=config.dtype,
+      max_abs_error=config.max_abs_error, fec_scope=config.fec_scope)
+
+
+def island_seeds(seed: int, num_islands: int) -> list[int]:
+  """Each island's random seed: island 0 has `seed`, island k > 0 one derived from (seed, k).
+
+  An island's run uses nothing but its seed, so `--random_seed=<island k's seed>` reruns island k
+  alone (with island-scoped FEC and no migration)."""
+  derived = lambda k: 1 + int(np.random.SeedSequence((seed, k)).generate_state(1)[0]) % (
+      _SEED_RANGE - 1)
+  return [seed] + [derived(k) for k in range(1, num_islands)]
 
 
 class ExperimentResult(NamedTuple):
   candidate: Program
   search_fitness: float
   select_fitness: float
-  num_individuals: int
-  train_steps: int
+  num_individuals: int  # over all islands
+  train_steps: int  # over all islands
   hit_rate: float
   seconds: float
 
@@ -226,7 +264,8 @@ class RunResult(NamedTuple):
 
 
 class ProgressReport(NamedTuple):
-  """One progress report of a search (§8.3): the statistics of the current population."""
+  """One progress report of a search (§8.3): the statistics of all islands' populations, and the
+  best and mean of each island."""
 
   evaluations: int
   elapsed_secs: float
@@ -234,14 +273,16 @@ class ProgressReport(NamedTuple):
   stdev: float
   best: float
   fec_hit_rate: float | None
+  island_best: list[float] | None = None
+  island_mean: list[float] | None = None
 
 
 class SearchProgress(NamedTuple):
-  """Where a search stands after a batch was told: what continuing it needs besides the RNG."""
+  """Where a search stands after a batch was told: what continuing it needs besides the RNGs."""
 
   state: object  # EvolutionState or RandomSearchState
-  train_steps: int
-  last_printed: int | None  # individuals at the last progress report
+  train_steps: np.ndarray  # [K] per island
+  last_printed: int | None  # individuals (all islands) at the last progress report
   seconds: float
 
 
@@ -249,7 +290,7 @@ class ExperimentCheckpoint(NamedTuple):
   """An experiment under way: its seeds and, once a batch was told, the search and evaluator."""
 
   task_seed: int | None  # T_search seed (None unless randomised)
-  key_seed: int  # seed of the evaluator's PRNG key
+  key_seeds: tuple[int, ...]  # seed of each island's PRNG key
   progress: SearchProgress | None = None
   evaluator: dict | None = None  # SearchEvaluator.state()
 
@@ -258,7 +299,7 @@ class Snapshot(NamedTuple):
   """Everything needed to continue a run, taken at a batch boundary or between experiments."""
 
   seed: int
-  rng_state: dict  # the numpy Generator's bit_generator.state
+  rng_states: list[dict]  # each island's numpy Generator's bit_generator.state (0: the run's)
   experiments: tuple[ExperimentResult, ...]  # finished experiments
   seconds: float  # run time so far
   current: ExperimentCheckpoint | None  # None between experiments
@@ -268,7 +309,7 @@ class Snapshot(NamedTuple):
     """Individuals evaluated in the whole run so far."""
     progress = self.current.progress if self.current else None
     return (sum(e.num_individuals for e in self.experiments)
-            + (progress.state.num_individuals if progress else 0))
+            + (int(progress.state.num_individuals.sum()) if progress else 0))
 
 
 class RunHooks:
@@ -300,10 +341,11 @@ class RunHooks:
 
 def progress_report(num_individuals: int, seconds: float, fitness: np.ndarray,
                     hit_rate: float | None) -> ProgressReport:
-  """The statistics of a population's fitness (population variance, as the original)."""
+  """The statistics of the populations' fitness [K, P] (population variance, as the original)."""
   mean = float(np.mean(fitness))
   stdev = float(np.sqrt(max(0.0, float(np.mean(fitness * fitness)) - mean * mean)))
-  return ProgressReport(num_individuals, seconds, mean, stdev, float(np.max(fitness)), hit_rate)
+  return ProgressReport(num_individuals, seconds, mean, stdev, float(np.max(fitness)), hit_rate,
+                        fitness.max(axis=1).tolist(), fitness.mean(axis=1).tolist())
 
 
 def progress_line(report: ProgressReport) -> str:
@@ -317,48 +359,76 @@ def _ignore(*_) -> None:
   pass
 
 
-def run_experiment(strategy, fitness: SearchEvaluator, rng: np.random.Generator, *,
+def best_candidate(strategy, state) -> tuple[Program, float]:
+  """The best of the islands' candidates (the first island on ties) and its search fitness."""
+  programs, fitness = strategy.candidates(state)
+  best = int(np.argmax(fitness))
+  return programs[best], float(fitness[best])
+
+
+def active_islands(state, train_steps: np.ndarray, population_size: int,
+                   max_train_steps: int) -> np.ndarray:
+  """Islands still searching: a search stops at the end of a sweep with its step budget spent."""
+  done = state.num_individuals
+  return ~((done > 0) & (done % population_size == 0) & (train_steps >= max_train_steps))
+
+
+def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.Generator], *,
                    max_train_steps: int, progress_every: int, write: Callable[[str], None],
+                   migration_every: int = 0, migration_size: int = 0,
                    resume: SearchProgress | None = None, on_progress=_ignore, on_batch=_ignore):
-  """Asks, evaluates and tells until a sweep ends with the step budget spent (§8.2, §8.4).
+  """Asks, evaluates and tells until every island ended a sweep with its step budget spent
+  (§8.2, §8.4); `rngs` holds one generator per island.
 
   `resume` continues from the progress an earlier `on_batch(progress)` saw: it is called after
   every batch that does not end the search. `on_progress(report, candidate)` sees each progress
-  report. Returns the final state and the train steps used.
+  report. With `migration_every`, the islands exchange `migration_size` programs each time they
+  have evaluated another `migration_every`. Returns the final state and the train steps [K].
   """
-  progress = resume or SearchProgress(strategy.init(), 0, None, 0.0)
+  num_islands = len(rngs)
+  size = strategy.population_size
+  progress = resume or SearchProgress(strategy.init(num_islands), np.zeros(num_islands, np.int64),
+                                      None, 0.0)
   start = time.monotonic() - progress.seconds
-  state, steps, last_printed = progress.state, progress.train_steps, progress.last_printed
-  while True:
-    children = strategy.ask(state, rng)
-    evaluation = fitness.evaluate(children)
-    state = strategy.tell(state, children, evaluation.fitness)
-    steps += evaluation.train_steps
-    if state.num_individuals % strategy.population_size == 0:
-      if last_printed is None or state.num_individuals >= last_printed + progress_every:
-        last_printed = state.num_individuals
-        report = progress_report(state.num_individuals, time.monotonic() - start,
+  state, last_printed = progress.state, progress.last_printed
+  steps = np.array(progress.train_steps, np.int64)
+  active = active_islands(state, steps, size, max_train_steps)
+  while active.any():
+    islands = np.nonzero(active)[0]
+    before = int(state.num_individuals[islands[0]])  # the active islands move in lock-step
+    children = strategy.ask(state, rngs, islands)
+    evaluation = fitness.evaluate(children, np.repeat(islands, len(children) // len(islands)))
+    state = strategy.tell(state, children, evaluation.fitness, islands)
+    steps[islands] += evaluation.train_steps.reshape(len(islands), -1).sum(axis=1)
+    done = int(state.num_individuals[islands[0]])
+    if migration_every and done >= size and done // migration_every > before // migration_every:
+      state = strategy.migrate(state, rngs, migration_size, islands)
+    if done % size == 0:
+      total = int(state.num_individuals.sum())
+      if last_printed is None or total >= last_printed + progress_every:
+        last_printed = total
+        report = progress_report(total, time.monotonic() - start,
                                  strategy.population_fitness(state),
-                                 None if fitness.cache is None else fitness.hit_rate)
+                                 fitness.hit_rate if fitness.caches else None)
         write(progress_line(report))
-        on_progress(report, strategy.candidate(state))
-      if steps >= max_train_steps:
+        on_progress(report, best_candidate(strategy, state))
+      active = active_islands(state, steps, size, max_train_steps)
+      if not active.any():
         return state, steps
-    on_batch(SearchProgress(state, steps, last_printed, time.monotonic() - start))
+    on_batch(SearchProgress(state, steps.copy(), last_printed, time.monotonic() - start))
+  return state, steps
 
 
-def mean_fitness(program: Program, tasks, config: SearchConfig, seed: int,
-                 op_sets=None) -> float:
-  """Mean fitness over tasks, no FEC and no budget (selection and final evaluation, §5.3).
-
-  `op_sets` defaults to `evaluator_op_sets(config)`.
-  """
+def mean_fitness(programs: Sequence[Program], tasks, config: SearchConfig, seed: int,
+                 op_sets=None) -> np.ndarray:
+  """Each program's mean fitness over tasks, no FEC and no budget, in one call (selection and
+  final evaluation, §5.3). `op_sets` defaults to `evaluator_op_sets(config)`."""
   per_task = evaluator.evaluate(
-      [program], tasks, num_scalars=config.memory.num_scalars,
+      list(programs), tasks, num_scalars=config.memory.num_scalars,
       num_vectors=config.memory.num_vectors, num_matrices=config.memory.num_matrices,
       dtype=config.dtype, seed=seed, max_abs_error=config.max_abs_error,
       op_sets=op_sets or evaluator_op_sets(config))
-  return float(per_task.mean())
+  return per_task.mean(axis=1)
 
 
 def best_so_far(experiments) -> ExperimentResult | None:
@@ -379,24 +449,25 @@ def finished(config: SearchConfig, experiments) -> bool:
 
 
 def search_experiment(config: SearchConfig, strategy, collections: TaskCollections,
-           rng: np.random.Generator, current: ExperimentCheckpoint, write: Callable[[str], None],
-           on_progress, on_boundary):
+                      rngs: Sequence[np.random.Generator], current: ExperimentCheckpoint,
+                      write: Callable[[str], None], on_progress, on_boundary):
   """Runs (or continues) the search of one experiment on T_search.
 
   `on_boundary(evaluations, checkpoint)` gets the experiment's individuals so far and a function
   returning its `ExperimentCheckpoint`. Returns the final state, the train steps and the evaluator.
   """
-  fitness = search_evaluator(config, collections.search_tasks(current.task_seed),
-                             jax.random.key(current.key_seed))
+  keys = [jax.random.key(seed) for seed in current.key_seeds]
+  fitness = search_evaluator(config, collections.search_tasks(current.task_seed), keys)
   if current.evaluator is not None:
     fitness.restore(current.evaluator)
   on_batch = lambda progress: on_boundary(
-      progress.state.num_individuals,
+      int(progress.state.num_individuals.sum()),
       lambda: current._replace(progress=progress, evaluator=fitness.state()))
   state, steps = run_experiment(
-      strategy, fitness, rng, max_train_steps=config.max_train_steps,
-      progress_every=config.progress_every, write=write, resume=current.progress,
-      on_progress=on_progress, on_batch=on_batch)
+      strategy, fitness, rngs, max_train_steps=config.max_train_steps,
+      progress_every=config.progress_every, write=write,
+      migration_every=config.migration_every, migration_size=config.migration_size,
+      resume=current.progress, on_progress=on_progress, on_batch=on_batch)
   return state, steps, fitness
 
 
@@ -413,15 +484,20 @@ def run(config: SearchConfig, write: Callable[[str], None] = print,
   seed = resume.seed if resume else config.random_seed or int(time.time_ns() % _SEED_RANGE) or 1
   write(f"Random seed = {seed}")
   write(device.describe())
-  rng = np.random.default_rng(seed)
+  seeds = island_seeds(seed, config.num_islands)
+  if config.num_islands > 1:
+    write(f"Islands = {config.num_islands}, island seeds = {', '.join(map(str, seeds))}")
+  rngs = [np.random.default_rng(island_seed) for island_seed in seeds]
   if resume:
-    rng.bit_generator.state = resume.rng_state
+    for rng, saved in zip(rngs, resume.rng_states, strict=True):
+      rng.bit_generator.state = saved
+  rng = rngs[0]  # the run's own draws: task seeds, selection and final evaluation
   collections = TaskCollections(config.search_tasks, config.select_tasks, config.final_tasks,
                                 config.randomize_task_seeds)
   final_tasks = collections.final_tasks()  # built first: a data problem shows before the search
   hooks.started(seed)
   strategy = make_strategy(config)
-  draw_seed = lambda: int(rng.integers(1, _SEED_RANGE))
+  draw_seed = lambda generator=rng: int(generator.integers(1, _SEED_RANGE))
   experiments = list(resume.experiments) if resume else []
   current = resume.current if resume else None
   kind = "evolution" if config.strategy == "evolution" else "random search"
@@ -430,34 +506,43 @@ def run(config: SearchConfig, write: Callable[[str], None] = print,
                   force: bool = False) -> None:
     """Offers the hooks a point to continue from; they build the snapshot only if they save it."""
     hooks.boundary(sum(e.num_individuals for e in experiments) + evaluations,
-                   lambda: Snapshot(seed, rng.bit_generator.state, tuple(experiments),
-                                    time.monotonic() - run_start, checkpoint()), force)
+                   lambda: Snapshot(seed, [r.bit_generator.state for r in rngs],
+                                    tuple(experiments), time.monotonic() - run_start,
+                                    checkpoint()), force)
 
   on_progress = lambda report, candidate: hooks.progress(len(experiments) + 1, report, candidate)
   while not finished(config, experiments):
     if current is None:
-      current = ExperimentCheckpoint(draw_seed() if config.randomize_task_seeds else None,
-                                     draw_seed())
+      # Each island draws what a one-island run draws here: a task seed (if randomised; island
+      # 0's is used) and its key seed.
+      drawn = [(draw_seed(r) if config.randomize_task_seeds else None, draw_seed(r))
+               for r in rngs]
+      current = ExperimentCheckpoint(drawn[0][0], tuple(key for _, key in drawn))
       write(f"Running {kind} experiment (on the T_search tasks)...")
     else:
       write(f"Resuming {kind} experiment {len(experiments) + 1} at "
-            f"{current.progress.state.num_individuals} individuals (on the T_search tasks)...")
+            f"{int(current.progress.state.num_individuals.sum())} individuals (on the T_search "
+            "tasks)...")
     experiment_start = time.monotonic() - (current.progress.seconds if current.progress else 0)
-    state, steps, fitness = search_experiment(config, strategy, collections, rng, current, write,
+    state, steps, fitness = search_experiment(config, strategy, collections, rngs, current, write,
                                               on_progress, on_boundary)
     current = None
     write("Experiment done. Retrieving candidate algorithm.")
-    candidate, search_fitness = strategy.candidate(state)
+    candidates, search_fitness = strategy.candidates(state)
+    num_individuals = int(state.num_individuals.sum())
     if config.strategy == "random":
-      write(f"Random search: best fitness ever = {search_fitness:.6f}, programs with fitness > "
-            f"{config.success_fitness:g}: {state.num_successes} of {state.num_individuals}")
-    write(f"Search fitness for candidate algorithm = {search_fitness:.6f}")
+      write(f"Random search: best fitness ever = {search_fitness.max():.6f}, programs with "
+            f"fitness > {config.success_fitness:g}: {int(state.num_successes.sum())} of "
+            f"{num_individuals}")
     select_tasks = collections.select_tasks(draw_seed() if config.randomize_task_seeds else None)
+    select_fitness = mean_fitness(candidates, select_tasks, config, draw_seed())
+    best = int(np.argmax(select_fitness))
+    write(f"Search fitness for candidate algorithm = {search_fitness[best]:.6f}")
     write("Evaluating candidate algorithm from experiment (on T_select tasks)... ")
-    select_fitness = mean_fitness(candidate, select_tasks, config, draw_seed())
-    write(f"Select fitness for candidate algorithm = {select_fitness:.6f}")
-    experiments.append(ExperimentResult(candidate, search_fitness, select_fitness,
-                                        state.num_individuals, steps, fitness.hit_rate,
+    write(f"Select fitness for candidate algorithm = {select_fitness[best]:.6f}")
+    experiments.append(ExperimentResult(candidates[best], float(search_fitness[best]),
+                                        float(select_fitness[best]), num_individuals,
+                                        int(steps.sum()), fitness.hit_rate,
                                         time.monotonic() - experiment_start))
     if best_so_far(experiments) is experiments[-1]:
       write("Select fitness is the best so far. ")
@@ -466,7 +551,7 @@ def run(config: SearchConfig, write: Callable[[str], None] = print,
   best = best_so_far(experiments)
   write("")
   write("Final evaluation of best algorithm (on unseen tasks)...")
-  final_fitness = mean_fitness(best.candidate, final_tasks, config, draw_seed())
+  final_fitness = float(mean_fitness([best.candidate], final_tasks, config, draw_seed())[0])
   write(f"Final evaluation fitness (on unseen data) = {final_fitness:.6f}")
   write("Algorithm found: ")
   write(best.candidate.to_text())

@@ -1,13 +1,18 @@
-"""Regularized evolution (REFERENCE.md §8.1, §8.2) as an ask/tell strategy.
+"""Regularized evolution (REFERENCE.md §8.1, §8.2) over K islands, as an ask/tell strategy.
 
-The population has P slots. The first P programs asked for are the initial population; after that
-each child comes from a tournament (T draws with replacement, the strictly fittest wins, ties go to
-the first drawn) and a mutation, and replaces the oldest slot. Children are asked for in batches of
-up to B, all drawn from the current population, and told back together: they replace the B oldest
-slots in age order. B = 1 is the original's one-at-a-time loop. A batch never crosses the end of a
-sweep (P children), so sweeps end at the same individual counts as in the original.
+Each island is a population of P slots. The first P programs an island asks for are its initial
+population; after that each child comes from a tournament (T draws with replacement, the strictly
+fittest wins, ties go to the first drawn) and a mutation, and replaces the island's oldest slot.
+Children are asked for in batches of up to B per island, all drawn from the current population,
+and told back together: they replace the B oldest slots in age order. B = 1 is the original's
+one-at-a-time loop. A batch never crosses the end of a sweep (P children), so sweeps end at the
+same individual counts as in the original.
 
-The population and the batches are `ProgramBatch`es: packed tables, mutated a batch at a time.
+Islands are an array axis: the populations are one packed table of K x P rows (island-major), the
+fitness and the ages are [K, P] arrays, and `ask` returns the children of the asked islands as one
+batch. Only the draws loop over islands, because each island has its own RNG stream (island k's
+run does not depend on how many islands run beside it). Migration (`migrate`) sends programs with
+their fitness between islands; immigrants replace the oldest members.
 """
 
 from __future__ import annotations
@@ -17,17 +22,33 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from azero_jax.program import Program, ProgramBatch, concatenate
-from azero_jax.search.mutator import Mutator
+from azero_jax.program import (
+  PackedComponent,
+  PackedPopulation,
+  Program,
+  ProgramBatch,
+  concatenate,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class EvolutionState:
-  """The population (slot order) and its fitness; `num_individuals` counts every evaluation."""
+  """All islands' populations, their fitness and ages, and the evaluations per island.
 
-  programs: Sequence[Program] = ()  # a ProgramBatch once told
-  fitness: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
-  num_individuals: int = 0
+  `programs` holds K x P rows, island k at rows [k P, (k + 1) P), empty until first told;
+  `age_order` [K, P] the arrival number of each slot's program (lower is older; slots not yet
+  filled count as oldest, in slot order); `arrivals` [K] counts children and immigrants.
+  """
+
+  programs: ProgramBatch | None
+  fitness: np.ndarray  # [K, P]
+  age_order: np.ndarray  # [K, P] int64
+  num_individuals: np.ndarray  # [K] int64: evaluations per island
+  arrivals: np.ndarray  # [K] int64
+
+  @property
+  def num_islands(self) -> int:
+    return self.fitness.shape[0]
 
   def replace(self, **changes) -> EvolutionState:
     return dataclasses.replace(self, **changes)
@@ -35,15 +56,16 @@ class EvolutionState:
 
 @dataclasses.dataclass(frozen=True)
 class RegularizedEvolution:
-  """`init() -> state`, `ask(state, rng) -> programs`, `tell(state, programs, fitness) -> state`.
+  """`init(K) -> state`, `ask(state, rngs, islands) -> programs`,
+  `tell(state, programs, fitness, islands) -> state`.
 
-  `initial_programs(rng, count)` makes `count` initial programs (e.g. RANDOM models, one per
-  slot).
-  `widths` (Setup, Predict, Learn) is the packed width of the population: at least the largest
-  size a program can reach (default: whatever the programs need so far).
+  `rngs` holds one `np.random.Generator` per island; `islands` lists the islands that take part in
+  a step (default: all). `initial_programs(rng, count)` makes `count` initial programs (e.g.
+  RANDOM models, one per slot). `widths` (Setup, Predict, Learn) is the packed width of the
+  population: at least the largest size a program can reach (default: what the programs need).
   """
 
-  mutator: Mutator
+  mutator: object  # azero_jax.search.mutator.Mutator
   initial_programs: Callable[[np.random.Generator, int], Sequence[Program]]
   population_size: int
   tournament_size: int
@@ -55,46 +77,102 @@ class RegularizedEvolution:
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
-  def init(self) -> EvolutionState:
-    """An empty population."""
-    return EvolutionState()
+  def init(self, num_islands: int = 1) -> EvolutionState:
+    """K empty populations."""
+    size = self.population_size
+    return EvolutionState(None, np.zeros((num_islands, size)),
+                          np.tile(np.arange(size, dtype=np.int64) - size, (num_islands, 1)),
+                          np.zeros(num_islands, np.int64), np.zeros(num_islands, np.int64))
 
-  def ask(self, state: EvolutionState, rng: np.random.Generator) -> ProgramBatch:
-    """The next batch: initial programs until the population is full, then children."""
-    count = batch_length(state.num_individuals, self.population_size, self.batch_size)
-    if len(state.programs) < self.population_size:
-      return ProgramBatch.of(self.initial_programs(rng, count), self.widths)
-    parents = tournament(state.fitness, self.tournament_size, count, rng)
-    population = ProgramBatch.of(state.programs, self.widths).packed
-    return ProgramBatch(self.mutator.mutate_batch(population.take(parents), rng))
+  def ask(self, state: EvolutionState, rngs: Sequence[np.random.Generator],
+          islands: np.ndarray | None = None) -> ProgramBatch:
+    """The next batch of each island in `islands`, one after another: initial programs until its
+    population is full, then children of tournament winners."""
+    islands = island_indices(state, islands)
+    batches = []
+    for island in islands:
+      rng, done = rngs[island], int(state.num_individuals[island])
+      count = batch_length(done, self.population_size, self.batch_size)
+      if done < self.population_size:
+        batches.append(ProgramBatch.of(self.initial_programs(rng, count), self.widths).packed)
+      else:
+        parents = tournament(state.fitness[island], self.tournament_size, count, rng)
+        rows = island * self.population_size + parents
+        batches.append(self.mutator.mutate_batch(state.programs.packed.take(rows), rng))
+    return ProgramBatch(batches[0] if len(batches) == 1 else concatenate(batches))
 
-  def tell(self, state: EvolutionState, programs: Sequence[Program],
-           fitness: np.ndarray) -> EvolutionState:
-    """Fills the population, or replaces the oldest slots (in age order) with the children."""
-    fitness = np.asarray(fitness, dtype=np.float64)
-    children = ProgramBatch.of(programs, self.widths).packed
-    if len(state.programs) < self.population_size:
-      population = [ProgramBatch.of(state.programs, self.widths).packed, children]
-      return state.replace(programs=ProgramBatch(concatenate(population)),
-                           fitness=np.concatenate([state.fitness, fitness]),
-                           num_individuals=state.num_individuals + len(programs))
-    oldest = state.num_individuals % self.population_size
-    population = ProgramBatch.of(state.programs, self.widths).packed
-    population = concatenate([population.take(slice(0, oldest)), children,
-                              population.take(slice(oldest + len(programs), None))])
-    updated = state.fitness.copy()
-    updated[oldest:oldest + len(programs)] = fitness
-    return state.replace(programs=ProgramBatch(population), fitness=updated,
-                         num_individuals=state.num_individuals + len(programs))
+  def tell(self, state: EvolutionState, programs: Sequence[Program], fitness: np.ndarray,
+           islands: np.ndarray | None = None) -> EvolutionState:
+    """Each island's children replace its oldest slots, oldest first.
 
-  def candidate(self, state: EvolutionState) -> tuple[Program, float]:
-    """The best program of the current population (first index on ties) and its fitness."""
-    best = int(np.argmax(state.fitness))
-    return state.programs[best], float(state.fitness[best])
+    Updates the population table in place (a copy of all K x P programs per step would cost more
+    than the step itself at large K); use the returned state.
+    """
+    islands = island_indices(state, islands)
+    fitness = np.asarray(fitness, dtype=np.float64).reshape(len(islands), -1)
+    state = self._arrive(state, ProgramBatch.of(programs, self.widths).packed, fitness, islands)
+    counts = state.num_individuals.copy()
+    counts[islands] += fitness.shape[1]
+    return state.replace(num_individuals=counts)
+
+  def migrate(self, state: EvolutionState, rngs: Sequence[np.random.Generator], size: int,
+              islands: np.ndarray | None = None) -> EvolutionState:
+    """Every island in `islands` sends `size` programs drawn uniformly from its population (with
+    their fitness) to a pool, and takes `size` drawn from the other islands' emigrants, which
+    replace its oldest members. Needs full populations; a single island keeps its own."""
+    islands = island_indices(state, islands)
+    if len(islands) < 2 or size < 1:
+      return state
+    size = min(size, self.population_size)
+    sent = np.stack([rngs[k].choice(self.population_size, size, replace=False) for k in islands])
+    pool_rows = (islands[:, None] * self.population_size + sent).ravel()
+    pool_fitness = state.fitness[islands[:, None], sent].ravel()
+    origin = np.repeat(np.arange(len(islands)), size)
+    taken = np.stack([rngs[k].choice(np.nonzero(origin != position)[0], size, replace=False)
+                      for position, k in enumerate(islands)])
+    immigrants = state.programs.packed.take(pool_rows[taken.ravel()])
+    return self._arrive(state, immigrants, pool_fitness[taken], islands)
+
+  def _arrive(self, state: EvolutionState, programs: PackedPopulation, fitness: np.ndarray,
+              islands: np.ndarray) -> EvolutionState:
+    """Writes `fitness.shape[1]` programs per island over its oldest slots, oldest first."""
+    count = fitness.shape[1]
+    population = state.programs.packed if state.programs is not None else _empty(
+        state.num_islands * self.population_size, programs.widths)
+    widths = np.maximum(population.widths, programs.widths)
+    population, programs = population.padded(widths), programs.padded(widths)
+    slots = np.argsort(state.age_order[islands], axis=1, kind="stable")[:, :count]
+    rows = (islands[:, None] * self.population_size + slots).ravel()
+    for target, source in zip(population, programs):
+      target.table[rows] = source.table
+      target.length[rows] = source.length
+    state.fitness[islands[:, None], slots] = fitness
+    arrivals = state.arrivals.copy()
+    state.age_order[islands[:, None], slots] = arrivals[islands, None] + np.arange(count)
+    arrivals[islands] += count
+    return state.replace(programs=ProgramBatch(population), arrivals=arrivals)
+
+  def candidates(self, state: EvolutionState) -> tuple[ProgramBatch, np.ndarray]:
+    """Each island's best program (first slot on ties) and its fitness [K]."""
+    best = np.argmax(state.fitness, axis=1)
+    rows = np.arange(state.num_islands) * self.population_size + best
+    return (ProgramBatch(state.programs.packed.take(rows)),
+            state.fitness[np.arange(state.num_islands), best])
 
   def population_fitness(self, state: EvolutionState) -> np.ndarray:
-    """The fitness of the current population (for the progress statistics)."""
+    """The fitness of each island's current population [K, P] (for the progress statistics)."""
     return state.fitness
+
+
+def island_indices(state, islands) -> np.ndarray:
+  """`islands` as an index array; None means every island of `state`."""
+  return np.arange(state.num_islands) if islands is None else np.asarray(islands, np.int64)
+
+
+def _empty(count: int, widths: Sequence[int]) -> PackedPopulation:
+  """`count` empty programs packed to `widths` (a population before its first programs)."""
+  return PackedPopulation(*(PackedComponent(np.zeros((count, width, 8)),
+                                            np.zeros(count, np.int32)) for width in widths))
 
 
 def batch_length(num_individuals: int, population_size: int, batch_size: int) -> int:

@@ -12,6 +12,11 @@ For a batch of programs, in order:
 5. per-task fitness is combined by mean (or the upper median).
 Train steps count as §4.6: every fingerprint step (memoised ones too), and full-run steps of the
 misses.
+
+Islands: each program of a batch belongs to an island. Each island has its own PRNG key and
+full-run call count (its random draws are those of a one-island search with its key), and with
+`fec_scope="island"` its own cache; the fingerprint memo is shared (the runs are deterministic),
+and so are the compiled calls: all islands' programs go through one pass of each stage.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from azero_jax import evaluator
@@ -46,6 +52,7 @@ FEC_SEED = 235732282  # the original reseeds its FEC RNG to this constant
 # the batch that computes it.
 FINGERPRINT_CHUNK = 128
 COMBINATIONS = ("mean", "median")
+FEC_SCOPES = ("shared", "island")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +67,7 @@ class FecSpec:
 
 class Evaluation(NamedTuple):
   fitness: np.ndarray  # [n] combined over tasks
-  train_steps: int  # train steps the batch used (§4.6)
+  train_steps: np.ndarray  # [n] train steps each program used (§4.6)
 
 
 def combine(per_task: np.ndarray, mode: str = "mean") -> np.ndarray:
@@ -104,15 +111,21 @@ class SearchEvaluator:
 
   `widths` (Setup, Predict, Learn) is the padded length of every packed program: the largest size
   a program can reach. `batch_size` is the largest batch `evaluate` gets; it and the widths fix
-  the compiled shapes for the whole search.
+  the compiled shapes for the whole search. `keys` holds one PRNG key per island (a single key:
+  one island); `fec_scope` is "shared" (one cache for all islands) or "island".
   """
 
   def __init__(self, tasks: Sequence[Task], *, memory: Memory, op_lists, widths: Sequence[int],
-               batch_size: int, key, fec: FecSpec | None = None,
+               batch_size: int, keys, fec: FecSpec | None = None,
                budget: TrainBudget | None = None, combination: str = "mean",
-               dtype: str = "float32", max_abs_error: float = 100.0):
+               dtype: str = "float32", max_abs_error: float = 100.0, fec_scope: str = "shared"):
     if combination not in COMBINATIONS:
       raise ValueError(f"combination must be one of {COMBINATIONS}, got {combination!r}")
+    if fec_scope not in FEC_SCOPES:
+      raise ValueError(f"fec_scope must be one of {FEC_SCOPES}, got {fec_scope!r}")
+    keys = jnp.stack(list(keys)) if isinstance(keys, (list, tuple)) else keys
+    keys = keys[None] if keys.ndim == 0 else keys
+    self.num_islands = keys.shape[0]
     self.tasks = list(tasks)
     self.widths = tuple(int(w) for w in widths)
     self.bucket = evaluator.bucket(batch_size, minimum=8)
@@ -120,7 +133,9 @@ class SearchEvaluator:
     self.fec = fec
     self.budget = budget
     self.combination = combination
-    self.cache = FecCache(fec.cache_size, fec.forget_every) if fec else None
+    num_caches = self.num_islands if fec_scope == "island" else 1
+    self.caches = ([FecCache(fec.cache_size, fec.forget_every) for _ in range(num_caches)]
+                   if fec else [])
     self.num_train_steps = np.array([t.num_train_examples * t.num_epochs for t in self.tasks])
     self.full_evaluations = 0  # programs run on the full tasks
     self.fingerprint_runs = 0  # programs run on the fingerprint tasks
@@ -128,9 +143,9 @@ class SearchEvaluator:
     # deleting the first key of a plain dict over and over makes finding the next first key
     # slower and slower (~50 us per eviction at 100,000 entries).
     self._memo: collections.OrderedDict = collections.OrderedDict()
-    self._key = evaluator.replicated(key)
+    self._keys = evaluator.replicated(keys)
     self._fec_key = evaluator.replicated(jax.random.key(FEC_SEED))
-    self._calls = 0
+    self._calls = np.zeros(self.num_islands, np.int64)  # full-run calls per island
     op_sets = tuple(evaluator.normalize_op_set(ops_) for ops_ in op_lists)
     config = lambda eval_type, ragged, record: evaluator.Config(
         memory.num_scalars, memory.num_vectors, memory.num_matrices, op_sets, eval_type, dtype,
@@ -152,44 +167,47 @@ class SearchEvaluator:
 
   @property
   def hit_rate(self) -> float:
-    """FEC hits / lookups in this experiment (0 without FEC)."""
-    return self.cache.hit_rate if self.cache is not None else 0.0
+    """FEC hits / lookups in this experiment over all islands (0 without FEC)."""
+    lookups = sum(cache.hits + cache.misses for cache in self.caches)
+    return sum(cache.hits for cache in self.caches) / lookups if lookups else 0.0
 
   def state(self) -> dict:
-    """What resuming the search needs: the counters, the full-run PRNG call count and the FEC
-    cache. The fingerprint memo is left out: it only spares recomputing deterministic runs."""
-    return {"calls": self._calls, "full_evaluations": self.full_evaluations,
+    """What resuming the search needs: the counters, the full-run PRNG call counts and the FEC
+    caches. The fingerprint memo is left out: it only spares recomputing deterministic runs."""
+    return {"calls": self._calls.tolist(), "full_evaluations": self.full_evaluations,
             "fingerprint_runs": self.fingerprint_runs,
-            "cache": None if self.cache is None else self.cache.state()}
+            "caches": [cache.state() for cache in self.caches]}
 
   def restore(self, state: dict) -> None:
-    """Continues from `state()` of an evaluator built with the same tasks, key and settings."""
-    self._calls = int(state["calls"])
+    """Continues from `state()` of an evaluator built with the same tasks, keys and settings."""
+    self._calls = np.array(state["calls"], np.int64).reshape(self.num_islands)
     self.full_evaluations = int(state["full_evaluations"])
     self.fingerprint_runs = int(state["fingerprint_runs"])
-    if self.cache is not None:
-      self.cache.restore(state["cache"])
+    for cache, saved in zip(self.caches, state["caches"], strict=True):
+      cache.restore(saved)
 
-  def evaluate(self, programs: Sequence[Program]) -> Evaluation:
-    """Combined fitness of each program (a ProgramBatch, or any sequence of Programs) and the
-    train steps used."""
+  def evaluate(self, programs: Sequence[Program], islands: np.ndarray | None = None
+               ) -> Evaluation:
+    """Combined fitness and train steps of each program (a ProgramBatch, or any sequence of
+    Programs); `islands` [n] says which island each belongs to (default: island 0)."""
     if len(programs) > self.bucket:
       raise ValueError(f"a batch of {len(programs)} programs exceeds batch_size {self.bucket}")
+    islands = (np.zeros(len(programs), np.int64) if islands is None
+               else np.asarray(islands, np.int64))
     allowed = self._allowed(programs)
     stripped = strip_packed(ProgramBatch.of(programs).packed, self.widths)
-    if self.cache is None:
-      run = np.ones(len(programs), dtype=bool)
-      per_task, steps = self._run(stripped, run, allowed)
-      return Evaluation(combine(per_task, self.combination), int(steps.sum()))
+    if not self.caches:
+      per_task, steps = self._run(stripped, np.ones(len(programs), dtype=bool), allowed, islands)
+      return Evaluation(combine(per_task, self.combination), steps.sum(axis=1))
     keys, fingerprint_steps = self._fingerprints(stripped, allowed)
-    per_task, missed, sources, placeholders = self._lookup(keys)
-    full, full_steps = self._run(stripped, missed.any(axis=1), allowed)
+    per_task, missed, sources, placeholders = self._lookup(keys, islands)
+    full, full_steps = self._run(stripped, missed.any(axis=1), allowed, islands)
     per_task = np.where(missed, full, per_task)
-    self.cache.fill(placeholders, per_task[missed].tolist())  # row-major, as looked up
+    FecCache.fill(placeholders, per_task[missed].tolist())  # row-major, as looked up
     pending = sources >= 0
     per_task[pending] = per_task.ravel()[sources[pending]]
-    steps = fingerprint_steps.sum() + np.where(missed, full_steps, 0).sum()
-    return Evaluation(combine(per_task, self.combination), int(steps))
+    steps = fingerprint_steps.sum(axis=1) + np.where(missed, full_steps, 0).sum(axis=1)
+    return Evaluation(combine(per_task, self.combination), steps)
 
   def _allowed(self, programs: Sequence[Program]) -> np.ndarray:
     """[n, T]: whether the budget lets each program train on each task (decided unstripped)."""
@@ -258,40 +276,61 @@ class SearchEvaluator:
         steps[rows, group.indices] = np.asarray(result.train_steps)[:size]
     return train, valid, steps
 
-  def _lookup(self, keys: list[list[bytes]]):
-    """One cache lookup per (program, task) in batch order.
+  def _lookup(self, keys: list[list[bytes]], islands: np.ndarray):
+    """One cache lookup per (program, task) in batch order, in its island's cache.
 
     Returns cached fitness [n, T], the misses [n, T] (inserted as placeholders), for hits on a
-    placeholder the flat index of the lane that missed it (else -1), and the placeholders.
+    placeholder the flat index of the lane that missed it (else -1), and the placeholders in
+    row-major order of the misses.
     """
     count, num_tasks = len(keys), len(self.tasks)
-    found = self.cache.lookup_batch(itertools.chain.from_iterable(keys))
+    fitness = np.zeros(count * num_tasks)
     missed = np.zeros(count * num_tasks, dtype=bool)
-    missed[found.missed] = True
     sources = np.full(count * num_tasks, -1)
-    if found.pending:
-      lanes, first = np.array(found.pending).T
-      sources[lanes] = first
+    placeholders, positions = [], []
+    scopes = ([np.arange(count)] if len(self.caches) == 1
+              else [np.nonzero(islands == k)[0] for k in range(len(self.caches))])
+    for cache, rows in zip(self.caches, scopes):
+      if not rows.size:
+        continue
+      lanes = (rows[:, None] * num_tasks + np.arange(num_tasks)).ravel()  # flat, increasing
+      found = cache.lookup_batch(itertools.chain.from_iterable(keys[row] for row in rows))
+      fitness[lanes] = found.fitness
+      missed[lanes[found.missed]] = True
+      if found.pending:
+        pending, first = np.array(found.pending).T
+        sources[lanes[pending]] = lanes[first]
+      placeholders.extend(found.placeholders)
+      positions.append(lanes[found.missed])
+    if len(positions) > 1:  # island caches: put the placeholders in row-major order
+      placeholders = [placeholders[i] for i in np.argsort(np.concatenate(positions))]
     shape = (count, num_tasks)
-    return (np.array(found.fitness).reshape(shape), missed.reshape(shape),
-            sources.reshape(shape), found.placeholders)
+    return fitness.reshape(shape), missed.reshape(shape), sources.reshape(shape), placeholders
 
-  def _run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray):
-    """Full-run fitness and train steps [n, T] for the rows in `run` (0 elsewhere / not allowed)."""
+  def _run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray,
+           islands: np.ndarray):
+    """Full-run fitness and train steps [n, T] for the rows in `run` (0 elsewhere / not allowed).
+
+    Each row's random draws use its island's key folded with the island's full-run call count.
+    """
     count = stripped.size
     fitness = np.zeros((count, len(self.tasks)))
     steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
     rows = np.nonzero(run & allowed.any(axis=1))[0]
     if rows.size:
       self.full_evaluations += rows.size
-      packed = evaluator.pad_population(stripped.take(rows), compact_bucket(rows.size, self.bucket))
+      size = compact_bucket(rows.size, self.bucket)
+      packed = evaluator.pad_population(stripped.take(rows), size)
+      row_folds = np.zeros((size, 2), np.int64)
+      row_folds[:rows.size, 0] = islands[rows]
+      row_folds[:rows.size, 1] = self._calls[islands[rows]]
       for group in self._groups:
-        result = evaluator.run_packed(group.config, packed, group.tasks, self._key,
-                                      fold=self._calls)
+        result = evaluator.run_packed(group.config, packed, group.tasks, self._keys,
+                                      row_folds=row_folds)
         columns = np.ix_(rows, group.indices)
         fitness[columns] = np.asarray(result.fitness, dtype=np.float64)[:rows.size]
         steps[columns] = np.asarray(result.train_steps)[:rows.size]
-      self._calls += 1
+      self._calls[np.unique(islands[rows])] += 1
     return np.where(allowed, fitness, 0.0), np.where(allowed, steps, 0)
 
 

@@ -13,17 +13,30 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from azero_jax.program import Program
-from azero_jax.search.evolution import batch_length
+from azero_jax.program import (
+  PackedComponent,
+  PackedPopulation,
+  Program,
+  ProgramBatch,
+  concatenate,
+)
+from azero_jax.search.evolution import batch_length, island_indices
 
 
 @dataclasses.dataclass(frozen=True)
 class RandomSearchState:
-  best_program: Program | None = None
-  best_fitness: float = -np.inf
-  num_successes: int = 0
-  recent_fitness: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
-  num_individuals: int = 0
+  """Per island [K]: the best program ever seen and its fitness, the successes, the fitness of
+  the last P programs [K, <= P] and the evaluations."""
+
+  best_programs: ProgramBatch | None
+  best_fitness: np.ndarray  # [K]
+  num_successes: np.ndarray  # [K] int64
+  recent_fitness: np.ndarray  # [K, <= P]
+  num_individuals: np.ndarray  # [K] int64
+
+  @property
+  def num_islands(self) -> int:
+    return self.best_fitness.shape[0]
 
   def replace(self, **changes) -> RandomSearchState:
     return dataclasses.replace(self, **changes)
@@ -31,7 +44,8 @@ class RandomSearchState:
 
 @dataclasses.dataclass(frozen=True)
 class RandomSearch:
-  """`init() -> state`, `ask(state, rng) -> programs`, `tell(state, programs, fitness) -> state`.
+  """`init(K) -> state`, `ask(state, rngs, islands) -> programs`,
+  `tell(state, programs, fitness, islands) -> state`, with islands as in RegularizedEvolution.
 
   `random_programs(rng, count)` draws `count` programs; `population_size` only sets the sweep
   length (budget checks, progress) and the window of the statistics.
@@ -47,31 +61,62 @@ class RandomSearch:
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
-  def init(self) -> RandomSearchState:
+  def init(self, num_islands: int = 1) -> RandomSearchState:
     """Nothing seen yet."""
-    return RandomSearchState()
+    return RandomSearchState(None, np.full(num_islands, -np.inf),
+                             np.zeros(num_islands, np.int64), np.zeros((num_islands, 0)),
+                             np.zeros(num_islands, np.int64))
 
-  def ask(self, state: RandomSearchState, rng: np.random.Generator) -> Sequence[Program]:
-    """The next batch of independent random programs (never crossing the end of a sweep)."""
-    count = batch_length(state.num_individuals, self.population_size, self.batch_size)
-    return self.random_programs(rng, count)
+  def ask(self, state: RandomSearchState, rngs: Sequence[np.random.Generator],
+          islands: np.ndarray | None = None) -> ProgramBatch:
+    """The next batch of independent random programs of each island (never crossing the end of
+    a sweep), one island after another."""
+    batches = []
+    for island in island_indices(state, islands):
+      count = batch_length(int(state.num_individuals[island]), self.population_size,
+                           self.batch_size)
+      batches.append(ProgramBatch.of(self.random_programs(rngs[island], count)).packed)
+    return ProgramBatch(batches[0] if len(batches) == 1 else concatenate(batches))
 
-  def tell(self, state: RandomSearchState, programs: Sequence[Program],
-           fitness: np.ndarray) -> RandomSearchState:
-    """Updates the best ever, the success count and the window of recent fitness."""
-    fitness = np.asarray(fitness, dtype=np.float64)
-    best = int(np.argmax(fitness))
-    if fitness[best] > state.best_fitness:
-      state = state.replace(best_program=programs[best], best_fitness=float(fitness[best]))
-    recent = np.concatenate([state.recent_fitness, fitness])[-self.population_size:]
-    successes = int(np.count_nonzero(fitness > self.success_fitness))
-    return state.replace(num_successes=state.num_successes + successes, recent_fitness=recent,
-                         num_individuals=state.num_individuals + len(programs))
+  def tell(self, state: RandomSearchState, programs: Sequence[Program], fitness: np.ndarray,
+           islands: np.ndarray | None = None) -> RandomSearchState:
+    """Updates each island's best ever, success count and window of recent fitness."""
+    islands = island_indices(state, islands)
+    fitness = np.asarray(fitness, dtype=np.float64).reshape(len(islands), -1)
+    count = fitness.shape[1]
+    packed = ProgramBatch.of(programs).packed
+    best = np.argmax(fitness, axis=1)
+    better = fitness[np.arange(len(islands)), best] > state.best_fitness[islands]
+    best_fitness, best_programs = state.best_fitness.copy(), state.best_programs
+    if better.any():
+      if best_programs is None:
+        best_programs = _empty_batch(state.num_islands, packed.widths)
+      population = concatenate([best_programs.packed, packed])
+      rows = np.arange(state.num_islands)
+      rows[islands[better]] = state.num_islands + (np.nonzero(better)[0] * count + best[better])
+      best_programs = ProgramBatch(population.take(rows))
+      best_fitness[islands[better]] = fitness[better, best[better]]
+    told = np.concatenate([state.recent_fitness[islands], fitness],
+                          axis=1)[:, -self.population_size:]
+    recent = (state.recent_fitness.copy() if told.shape[1] == state.recent_fitness.shape[1]
+              else np.zeros((state.num_islands, told.shape[1])))  # all islands fill together
+    recent[islands] = told
+    successes, counts = state.num_successes.copy(), state.num_individuals.copy()
+    successes[islands] += np.count_nonzero(fitness > self.success_fitness, axis=1)
+    counts[islands] += count
+    return state.replace(best_programs=best_programs, best_fitness=best_fitness,
+                         num_successes=successes, recent_fitness=recent, num_individuals=counts)
 
-  def candidate(self, state: RandomSearchState) -> tuple[Program, float]:
-    """The best program ever seen and its fitness."""
-    return state.best_program, state.best_fitness
+  def candidates(self, state: RandomSearchState) -> tuple[ProgramBatch, np.ndarray]:
+    """Each island's best program ever seen and its fitness [K]."""
+    return state.best_programs, state.best_fitness
 
   def population_fitness(self, state: RandomSearchState) -> np.ndarray:
-    """The fitness of the last P programs (for the progress statistics)."""
+    """Each island's last P fitness values [K, <= P] (for the progress statistics)."""
     return state.recent_fitness
+
+
+def _empty_batch(count: int, widths) -> ProgramBatch:
+  return ProgramBatch(PackedPopulation(*(PackedComponent(np.zeros((count, width, 8)),
+                                                         np.zeros(count, np.int32))
+                                         for width in widths)))
