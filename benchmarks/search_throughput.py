@@ -1,64 +1,103 @@
-"""Search throughput on the demo by batch size B, measured in the same run.
+"""Search throughput on the demo by number of islands K (or batch size B), in the same run.
 
-  python benchmarks/search_throughput.py [--batch_sizes=1,10,100,1000] [--individuals=30000]
+  python benchmarks/search_throughput.py [--islands=1,4,16,64] [--batch_sizes=250]
+      [--individuals=100000] [--fec_scope=shared]
 
 Runs the demo's regularized evolution (REFERENCE.md §11.1: P = 1000, T = 10, FEC, 10 linear tasks
-of 100 + 100 examples, random initial programs) on fixed T_search tasks. Each row first fills the
-population and evolves one more sweep (warm-up: compilation, FEC cache filling), then times
-`--individuals` children: individuals/s and the ratio against B = 1 (the original's one-at-a-time
-loop). B changes which parents a child can have, not the work per child.
+of 100 + 100 examples, random initial programs) on fixed T_search tasks, K islands in lock-step.
+Each row first fills the populations and evolves one more sweep (warm-up: compilation, FEC cache
+filling), then times at least `--individuals` children (all islands together). Columns:
+individuals/s and the ratio against the first row (measured in the same run); children per
+compiled evaluator call (fingerprint and full runs); host milliseconds per 1,000 children (CPU
+time of the Python thread that runs the search: selection, mutation, dead code, FEC, packing, call
+dispatch; the evaluator's own threads are not counted); CPU utilisation (process user + system
+time / wall time; 2.0 = both cores of a 2-core machine busy); FEC hit rate.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import jax
 import numpy as np
 from absl import app, flags
 
-from azero_jax import device
+from azero_jax import device, evaluator
 from azero_jax.search import driver
 from azero_jax.search.gc_tuning import relaxed_gc
 from azero_jax.tasks.collections import TaskCollections
 from experiments import run_search
 
-flags.DEFINE_list("batch_sizes", ["1", "10", "100", "1000"], "Batch sizes B to time.")
-flags.DEFINE_integer("individuals", 30000, "Children timed per batch size (after the warm-up).")
+flags.DEFINE_list("islands", ["1", "4", "16", "64"], "Island counts K to time.")
+flags.DEFINE_list("batch_sizes", ["250"], "Batch sizes B (children per island per step).")
+flags.DEFINE_integer("individuals", 100000, "Children timed per row (after the warm-up).")
+flags.DEFINE_enum("fec_scope", "shared", ["shared", "island"], "FEC cache scope.")
 flags.DEFINE_integer("seed", 1, "Random seed of the search and its tasks.")
 FLAGS = flags.FLAGS
 DEMO_FLAGS = "experiments/configs/demo.flags"
 
 
-def demo_config(batch_size: int, seed: int) -> driver.SearchConfig:
-  """The demo's SearchConfig with batch size B."""
+def demo_config(num_islands: int, batch_size: int, seed: int,
+                fec_scope: str = "shared") -> driver.SearchConfig:
+  """The demo's SearchConfig with K islands of batch size B."""
   fv = flags.FlagValues()
   run_search.define_flags(fv, run_directory=False)
-  fv(["demo", f"--flagfile={DEMO_FLAGS}", f"--batch_size={batch_size}", f"--random_seed={seed}"])
+  fv(["demo", f"--flagfile={DEMO_FLAGS}", f"--batch_size={batch_size}", f"--random_seed={seed}",
+      f"--num_islands={num_islands}", f"--fec_scope={fec_scope}", "--migration_every=0"])
   return run_search.config_from_flags(fv)
 
 
+class CallCounter:
+  """Counts compiled evaluator calls and the programs they carry (wraps `run_packed`)."""
+
+  def __init__(self):
+    self.calls = self.programs = 0
+    self._run_packed = evaluator.run_packed
+
+  def __call__(self, config, packed, *args, **kwargs):
+    self.calls += 1
+    self.programs += packed.size
+    return self._run_packed(config, packed, *args, **kwargs)
+
+
 @relaxed_gc()
-def individuals_per_second(config: driver.SearchConfig, individuals: int) -> tuple[float, float]:
-  """Children per second over `individuals` after a warm-up, and the FEC hit rate."""
-  rng = np.random.default_rng(config.random_seed)
+def measure(config: driver.SearchConfig, individuals: int) -> dict:
+  """Throughput, programs per call, host time and CPU use over `individuals` after a warm-up."""
+  seeds = driver.island_seeds(config.random_seed, config.num_islands)
+  rngs = [np.random.default_rng(seed) for seed in seeds]
   tasks = TaskCollections(config.search_tasks, config.select_tasks,
                           config.final_tasks).search_tasks(config.random_seed)
-  fitness = driver.search_evaluator(config, tasks, jax.random.key(config.random_seed))
+  fitness = driver.search_evaluator(config, tasks, [jax.random.key(s) for s in seeds])
   strategy = driver.make_strategy(config)
-  state = strategy.init()
+  state = strategy.init(config.num_islands)
+  islands = np.arange(config.num_islands)
 
-  def advance(count: int):
+  def advance(count: int) -> int:
     nonlocal state
-    target = state.num_individuals + count
-    while state.num_individuals < target:
-      children = strategy.ask(state, rng)
-      state = strategy.tell(state, children, fitness.evaluate(children).fitness)
+    total = lambda: int(state.num_individuals.sum())
+    target = total() + count
+    while total() < target:
+      children = strategy.ask(state, rngs)
+      evaluation = fitness.evaluate(children, np.repeat(islands, len(children) // len(islands)))
+      state = strategy.tell(state, children, evaluation.fitness)
+    return total()
 
-  advance(2 * config.population_size)
-  start = time.perf_counter()
-  advance(individuals)
-  return individuals / (time.perf_counter() - start), fitness.hit_rate
+  advance(2 * config.population_size * config.num_islands)
+  counter = CallCounter()
+  evaluator.run_packed = counter
+  try:
+    start_count = int(state.num_individuals.sum())
+    wall, host, cpu = time.perf_counter(), time.thread_time(), os.times()
+    done = advance(individuals) - start_count
+    wall, host = time.perf_counter() - wall, time.thread_time() - host
+    after = os.times()
+  finally:
+    evaluator.run_packed = counter._run_packed
+  cpu_seconds = (after.user - cpu.user) + (after.system - cpu.system)
+  return {"rate": done / wall, "per_call": counter.programs / max(counter.calls, 1),
+          "host_ms": 1000 * host / done * 1000, "cpu": cpu_seconds / wall,
+          "hit_rate": fitness.hit_rate}
 
 
 def main(argv):
@@ -66,13 +105,17 @@ def main(argv):
   print(device.describe())
   rows = []
   for batch_size in (int(b) for b in FLAGS.batch_sizes):
-    rate, hit_rate = individuals_per_second(demo_config(batch_size, FLAGS.seed), FLAGS.individuals)
-    rows.append((batch_size, rate, hit_rate))
-  base = rows[0][1]
-  print(f"| B | individuals/s | vs B = {rows[0][0]} | FEC hit rate |")
-  print("|---:|---:|---:|---:|")
-  for batch_size, rate, hit_rate in rows:
-    print(f"| {batch_size} | {rate:,.0f} | {rate / base:.1f}x | {hit_rate:.2f} |")
+    for num_islands in (int(k) for k in FLAGS.islands):
+      config = demo_config(num_islands, batch_size, FLAGS.seed, FLAGS.fec_scope)
+      rows.append((num_islands, batch_size, measure(config, FLAGS.individuals)))
+  base = rows[0][2]["rate"]
+  print(f"| K | B | individuals/s | vs K = {rows[0][0]}, B = {rows[0][1]} | children per call | "
+        "host ms per 1,000 children | CPU use (user+sys / wall) | FEC hit rate |")
+  print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+  for num_islands, batch_size, row in rows:
+    print(f"| {num_islands} | {batch_size} | {row['rate']:,.0f} | {row['rate'] / base:.2f}x | "
+          f"{row['per_call']:,.0f} | {row['host_ms']:.1f} | {row['cpu']:.2f} | "
+          f"{row['hit_rate']:.2f} |")
 
 
 if __name__ == "__main__":

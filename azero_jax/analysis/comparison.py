@@ -134,8 +134,9 @@ def make_strategy(comparison: Comparison, strategy: str) -> RegularizedEvolution
 
 
 def make_fitness(comparison: Comparison, strategy: str, tasks: Sequence[Task],
-                 key) -> SearchEvaluator:
-  """The search fitness of one run on T_search (FEC for random search only on request)."""
+                 keys) -> SearchEvaluator:
+  """The search fitness of one run on T_search, one PRNG key per island (FEC for random search
+  only on request)."""
   config = comparison.config
   budget = (TrainBudget.from_init_sizes(config.init_sizes, config.train_budget,
                                         config.train_budget_threshold_factor)
@@ -145,8 +146,9 @@ def make_fitness(comparison: Comparison, strategy: str, tasks: Sequence[Task],
                       search_widths(driver.initial(config), config.max_sizes))
   return SearchEvaluator(
       tasks, memory=config.memory, op_lists=op_sets(comparison), widths=widths,
-      batch_size=config.batch_size, key=key, fec=config.fec if use_fec else None, budget=budget,
-      combination=config.combination, dtype=config.dtype, max_abs_error=config.max_abs_error)
+      batch_size=config.batch_size * config.num_islands, keys=keys,
+      fec=config.fec if use_fec else None, budget=budget, combination=config.combination,
+      dtype=config.dtype, max_abs_error=config.max_abs_error, fec_scope=config.fec_scope)
 
 
 def warm_up(comparison: Comparison, strategy: str, tasks: Sequence[Task]) -> None:
@@ -225,28 +227,45 @@ def finished(comparison: Comparison, num_individuals: int, train_steps: int,
 @relaxed_gc()
 def run_search(comparison: Comparison, strategy: str, seed: int, tasks: Sequence[Task], *,
                report: Callable[[Point], None] | None = None) -> SearchRun:
-  """One run until the budget is spent; `report` gets every history point."""
-  population_size = comparison.config.population_size
+  """One run until the budget is spent; `report` gets every history point.
+
+  With `num_islands` K > 1 the run is K islands in lock-step (seeds from `driver.island_seeds`,
+  migration as configured); evaluations and steps count all islands, and the budget check at the
+  end of a sweep is the islands' common one. A last batch cut short by the evaluation limit keeps
+  whole islands' children only when K = 1.
+  """
+  config = comparison.config
+  population_size, num_islands = config.population_size, config.num_islands
   limit = comparison.evaluations or sys.maxsize
-  rng = np.random.default_rng(seed)
-  key = jax.random.key(seed)
+  seeds = driver.island_seeds(seed, num_islands)
+  rngs = [np.random.default_rng(island_seed) for island_seed in seeds]
+  keys = [jax.random.key(island_seed) for island_seed in seeds]
   search = make_strategy(comparison, strategy)
-  fitness = make_fitness(comparison, strategy, tasks, key)
+  fitness = make_fitness(comparison, strategy, tasks, keys)
   record, history = _Record(), []
-  state = search.init()
+  state = search.init(num_islands)
+  total = lambda: int(state.num_individuals.sum())
   earlier = experiment_steps = 0  # evaluations of the finished experiments; steps of this one
   start = time.monotonic()
-  while not finished(comparison, earlier + state.num_individuals, record.steps,
-                     record.first is not None):
-    done = earlier + state.num_individuals
-    children = search.ask(state, rng)[:limit - done]
-    evaluation = fitness.evaluate(children)
+  while not finished(comparison, earlier + total(), record.steps, record.first is not None):
+    done, before = earlier + total(), int(state.num_individuals[0])
+    children = search.ask(state, rngs)
+    if num_islands == 1:
+      children = children[:limit - done]
+    evaluation = fitness.evaluate(children, np.repeat(np.arange(num_islands),
+                                                      len(children) // num_islands))
     state = search.tell(state, children, evaluation.fitness)
-    record.steps += evaluation.train_steps
-    experiment_steps += evaluation.train_steps
+    if config.migration_every and strategy == "evolution":
+      count = int(state.num_individuals[0])
+      if (count >= population_size
+          and count // config.migration_every > before // config.migration_every):
+        state = search.migrate(state, rngs, config.migration_size)
+    steps = int(evaluation.train_steps.sum())
+    record.steps += steps
+    experiment_steps += steps
     record.observe(children, evaluation.fitness, done, time.monotonic() - start,
                    comparison.threshold)
-    sweep_end = state.num_individuals % population_size == 0
+    sweep_end = int(state.num_individuals[0]) % population_size == 0
     if sweep_end or done + len(children) >= limit:
       point = Point(done + len(children), time.monotonic() - start, record.steps, record.best,
                     float(np.mean(search.population_fitness(state))))
@@ -254,11 +273,12 @@ def run_search(comparison: Comparison, strategy: str, seed: int, tasks: Sequence
       if report:
         report(point)
     if (comparison.repeat_experiments and sweep_end
-        and experiment_steps >= comparison.config.max_train_steps):
+        and experiment_steps >= config.max_train_steps * num_islands):
       earlier, experiment_steps = done + len(children), 0
-      state = search.init()
-      fitness = make_fitness(comparison, strategy, tasks, jax.random.fold_in(key, earlier))
-  return SearchRun(strategy, seed, earlier + state.num_individuals, time.monotonic() - start,
+      state = search.init(num_islands)
+      fitness = make_fitness(comparison, strategy, tasks,
+                             [jax.random.fold_in(key, earlier) for key in keys])
+  return SearchRun(strategy, seed, earlier + total(), time.monotonic() - start,
                    record.best, record.best_program, record.successes, record.first,
                    record.first_seconds, history, record.steps, fitness.hit_rate)
 
@@ -266,7 +286,8 @@ def run_search(comparison: Comparison, strategy: str, seed: int, tasks: Sequence
 def mean_fitness(comparison: Comparison, program: Program, tasks: Sequence[Task],
                  seed: int) -> float:
   """Mean fitness over `tasks` without FEC or budget (as the driver's final evaluation)."""
-  return driver.mean_fitness(program, tasks, comparison.config, seed, op_sets(comparison))
+  return float(driver.mean_fitness([program], tasks, comparison.config, seed,
+                                   op_sets(comparison))[0])
 
 
 def median(values: Sequence[float]) -> float | None:

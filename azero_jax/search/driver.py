@@ -130,7 +130,8 @@ def validate(config: SearchConfig) -> None:
         f"fec_scope must be one of {', '.join(FEC_SCOPES)}, got {config.fec_scope!r}")
   check(config.migration_every >= 0, f"migration_every must be >= 0 (0 = never), got "
         f"{config.migration_every}")
-  check(1 <= config.migration_size <= config.population_size,
+  check(config.migration_size >= 1 and (not config.migration_every
+                                        or config.migration_size <= config.population_size),
         f"migration_size must be in [1, population_size={config.population_size}], got "
         f"{config.migration_size}")
   check(not config.migration_every or config.strategy == "evolution",

@@ -2,8 +2,8 @@
 
 The fingerprint of a program on a task is its errors on a short run (10 train, 10 valid examples),
 the task index and the number of train examples of the full run. The original hashes the exact
-float64 errors to 64 bits; we key the cache by those exact bytes themselves (no truncation, as the
-original code and unlike the paper, and no hash collisions). -0.0 is folded into +0.0 and every
+float64 errors to 64 bits, and so do we (no truncation, as the original code and unlike the
+paper; two fingerprints share a key with probability ~2^-64). -0.0 is folded into +0.0 and every
 NaN into one NaN. Errors after an abort are NaN, so a fixed-length row carries the same information
 as the original's truncated lists.
 """
@@ -11,7 +11,6 @@ as the original's truncated lists.
 from __future__ import annotations
 
 import collections
-from collections.abc import Hashable
 from typing import NamedTuple
 
 import numpy as np
@@ -26,40 +25,46 @@ def row_keys(*columns) -> list[bytes]:
   return rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel().tolist()
 
 
-def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) -> list[bytes]:
-  """One cache key per lane: errors [n, a] and [n, b], task index [n] and full-run N [n].
+def _mix(values: np.ndarray) -> np.ndarray:
+  """SplitMix64's finaliser: a well-mixed 64-bit function of 64 bits (uint64 arrays wrap)."""
+  values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+  values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+  return values ^ (values >> np.uint64(31))
 
-  A key is the bytes of the row (a, b, task index, N, train errors, valid errors) as float64.
+
+def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) -> np.ndarray:
+  """One 64-bit cache key per lane: errors [n, a] and [n, b], task index [n] and full-run N [n].
+
+  A key hashes the exact float64 bits of (a, b, task index, N, train errors, valid errors), as
+  the original hashes its fingerprints to 64 bits (-0.0 folded into +0.0, every NaN into one).
   """
   train = np.asarray(train_errors, dtype=np.float64)
   valid = np.asarray(valid_errors, dtype=np.float64)
   count = train.shape[0]
   header = np.stack([np.full(count, train.shape[1]), np.full(count, valid.shape[1]),
                      np.broadcast_to(task_index, count), np.broadcast_to(num_train_steps, count)],
-                    axis=1)
+                    axis=1).astype(np.float64)
   errors = np.concatenate([train, valid], axis=1) + 0.0  # -0.0 + 0.0 == +0.0
-  return row_keys(header, np.where(np.isnan(errors), np.nan, errors))
-
-
-class Pending(NamedTuple):
-  """Placeholder entry of a fitness being evaluated: the batch position whose lookup missed."""
-
-  position: int
+  words = np.concatenate([header, np.where(np.isnan(errors), np.nan, errors)], axis=1)
+  keys = np.full(count, 42, np.uint64)
+  with np.errstate(over="ignore"):
+    for column in np.ascontiguousarray(words).view(np.uint64).T:
+      keys = _mix(keys ^ _mix(column + np.uint64(0x9E3779B97F4A7C15)))
+  return keys
 
 
 class BatchLookup(NamedTuple):
-  """What `FecCache.lookup_batch` found, one entry per key of the batch."""
+  """What `FecCache.lookup_batch` found, one entry per key of the batch (in batch order)."""
 
-  fitness: list[float]  # the cached fitness (0.0 for misses and pending hits)
-  missed: list[int]  # positions that missed (a Pending placeholder was inserted)
-  pending: list[tuple[int, int]]  # hits on a placeholder: (position, position that missed)
-  placeholders: list[list]  # the entry inserted for each miss, to `fill` once evaluated
+  fitness: np.ndarray  # [m] the cached fitness (0.0 for misses and pending hits)
+  missed: np.ndarray  # positions that missed (a placeholder was inserted), increasing
+  pending: np.ndarray  # [h, 2] hits on a placeholder: (position, position that inserted it)
 
 
 class FecState(NamedTuple):
   """A cache's contents for a checkpoint: entries from least to most recently used."""
 
-  keys: list[bytes]
+  keys: np.ndarray  # [n] uint64
   fitness: np.ndarray  # [n] float64
   counts: np.ndarray  # [n] int64
   hits: int
@@ -67,11 +72,18 @@ class FecState(NamedTuple):
 
 
 class FecCache:
-  """LRU map from fingerprint key to per-task fitness, with forced forgetting.
+  """LRU map from fingerprint key (uint64) to per-task fitness, with forced forgetting.
 
   An entry's count starts at 1 on insert and grows with each hit; once it reaches `forget_every`
   (0 = never) the entry is erased right after that hit. So an entry serves at most
   forget_every - 1 hits before the program is evaluated again.
+
+  The entries are arrays sorted by key (keys, fitness, counts, last-use stamps), and a batch of
+  lookups is array work: each key's hits, misses and forgetting within the batch follow from its
+  count and its occurrences (a cycle of one miss and up to forget_every - 1 hits), the evictions
+  from the running size. The result is that of looking the keys up one after another, as the
+  original does; where it could differ (an entry about to be evicted is used in the same batch),
+  the batch is looked up one key at a time instead.
   """
 
   def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE,
@@ -84,77 +96,68 @@ class FecCache:
     self.forget_every = forget_every
     self.hits = 0
     self.misses = 0
-    # key -> [fitness, count]; the last entry is the most recently used.
-    self._entries: collections.OrderedDict[Hashable, list] = collections.OrderedDict()
+    self.sequential_batches = 0  # batches that needed the one-key-at-a-time path
+    self._keys = np.zeros(0, np.uint64)  # sorted
+    self._fitness = np.zeros(0)
+    self._counts = np.zeros(0, np.int64)
+    self._stamps = np.zeros(0, np.int64)  # last use; larger is more recent
+    self._clock = 0
+    self._unfilled = np.zeros(0, np.int64)  # entries whose fitness the last misses will fill
+    self._unfilled_misses = np.zeros(0, np.int64)  # ... and which miss (index into `missed`)
 
   def __len__(self) -> int:
-    return len(self._entries)
+    return self._keys.size
 
-  def __contains__(self, key: Hashable) -> bool:
-    return key in self._entries
+  def __contains__(self, key) -> bool:
+    return self._find(np.array([key], np.uint64))[0] >= 0
 
-  def lookup(self, key: Hashable):
-    """The cached fitness (a hit: counted, moved to the front, maybe forgotten) or None."""
-    entry = self._entries.get(key)
-    if entry is None:
+  def lookup(self, key):
+    """The cached fitness (a hit: counted, moved to the front, maybe forgotten) or None (a miss;
+    nothing is inserted)."""
+    index = self._find(np.array([key], np.uint64))[0]
+    if index < 0:
       self.misses += 1
       return None
+    value = float(self._fitness[index])
     self.hits += 1
-    entry[1] += 1
-    if self.forget_every and entry[1] >= self.forget_every:
-      del self._entries[key]
+    self._counts[index] += 1
+    if self.forget_every and self._counts[index] >= self.forget_every:
+      self._remove(np.array([index]))
     else:
-      self._entries.move_to_end(key)
-    return entry[0]
+      self._stamps[index] = self._tick(1)[0]
+    return value
+
+  def insert(self, key, fitness) -> None:
+    """Stores a fitness at the front with count 1 (replacing any entry), evicting the LRU ones."""
+    index = self._find(np.array([key], np.uint64))
+    if index[0] >= 0:
+      self._remove(index)
+    self._add(np.array([key], np.uint64), np.array([fitness], np.float64),
+              np.ones(1, np.int64), self._tick(1))
+    self._evict(len(self) - self.cache_size)
 
   def lookup_batch(self, keys) -> BatchLookup:
-    """`lookup` of each key in order; a miss inserts a `Pending` placeholder at once.
+    """`lookup` of each key in order where a miss inserts a placeholder at once, so that a later
+    equal key in the same batch hits (as in the one-at-a-time original once the first was
+    evaluated and inserted); `fill` then sets the fitness of the placeholders."""
+    keys = np.asarray(keys, np.uint64)
+    plan = self._plan(keys)
+    if plan is None:
+      self.sequential_batches += 1
+      return self._lookup_sequentially(keys)
+    found, final = plan
+    self.hits += keys.size - found.missed.size
+    self.misses += found.missed.size
+    self._apply(final)
+    return found
 
-    So a later equal key in the same batch hits, as it would in the one-at-a-time original once
-    the first was evaluated and inserted; `fill` sets the fitness afterwards.
-    """
-    entries, forget_every, size = self._entries, self.forget_every, self.cache_size
-    get, move_to_end, evict = entries.get, entries.move_to_end, entries.popitem
-    fitness, missed, pending, placeholders = [], [], [], []
-    for position, key in enumerate(keys):
-      entry = get(key)
-      if entry is None:
-        entry = entries[key] = [Pending(position), 1]
-        if len(entries) > size:
-          evict(last=False)
-        missed.append(position)
-        placeholders.append(entry)
-        fitness.append(0.0)
-        continue
-      entry[1] += 1
-      if forget_every and entry[1] >= forget_every:
-        del entries[key]
-      else:
-        move_to_end(key)
-      value = entry[0]
-      if type(value) is Pending:
-        pending.append((position, value.position))
-        fitness.append(0.0)
-      else:
-        fitness.append(value)
-    self.misses += len(missed)
-    self.hits += len(fitness) - len(missed)
-    return BatchLookup(fitness, missed, pending, placeholders)
-
-  def insert(self, key: Hashable, fitness) -> None:
-    """Stores a fitness at the front with count 1 (replacing any entry), evicting the LRU ones."""
-    self._entries[key] = [fitness, 1]
-    self._entries.move_to_end(key)
-    while len(self._entries) > self.cache_size:
-      self._entries.popitem(last=False)
-
-  @staticmethod
-  def fill(placeholders: list[list], fitness) -> None:
-    """Sets the fitness of the placeholders a `lookup_batch` inserted, keeping their counts and
-    positions. Placeholders evicted or forgotten meanwhile are no longer in the cache; setting
-    theirs changes nothing."""
-    for entry, value in zip(placeholders, fitness):
-      entry[0] = value
+  def fill(self, fitness) -> None:
+    """Sets the fitness of the placeholders the last `lookup_batch` inserted, one value per miss
+    in position order. Placeholders evicted or forgotten meanwhile are gone; theirs is dropped."""
+    fitness = np.asarray(fitness, np.float64)
+    alive = self._unfilled < len(self)
+    self._fitness[self._unfilled[alive]] = fitness[self._unfilled_misses[alive]]
+    self._unfilled = self._unfilled_misses = np.zeros(0, np.int64)
 
   @property
   def hit_rate(self) -> float:
@@ -165,13 +168,159 @@ class FecCache:
   def state(self) -> FecState:
     """The entries in LRU order and the hit counters (called between batches, when every entry
     holds a fitness)."""
-    values = list(self._entries.values())
-    return FecState(list(self._entries), np.array([v[0] for v in values], dtype=np.float64),
-                    np.array([v[1] for v in values], dtype=np.int64), self.hits, self.misses)
+    order = np.argsort(self._stamps, kind="stable")
+    return FecState(self._keys[order], self._fitness[order], self._counts[order], self.hits,
+                    self.misses)
 
   def restore(self, state: FecState) -> None:
     """Replaces the contents with a saved state."""
-    self._entries = collections.OrderedDict(
-        (key, [float(fitness), int(count)])
-        for key, fitness, count in zip(state.keys, state.fitness, state.counts))
+    keys = np.asarray(state.keys, np.uint64)
+    order = np.argsort(keys, kind="stable")
+    self._keys, self._fitness = keys[order], np.asarray(state.fitness, np.float64)[order]
+    self._counts = np.asarray(state.counts, np.int64)[order]
+    self._stamps = order.astype(np.int64)  # LRU rank (the state lists least recent first)
+    self._clock = keys.size
     self.hits, self.misses = int(state.hits), int(state.misses)
+
+  # Array plumbing. --------------------------------------------------------------------------
+
+  def _find(self, keys: np.ndarray) -> np.ndarray:
+    """Index of each key's entry, or -1."""
+    if not len(self):
+      return np.full(keys.size, -1, np.int64)
+    index = np.minimum(np.searchsorted(self._keys, keys), len(self) - 1)
+    return np.where(self._keys[index] == keys, index, -1)
+
+  def _tick(self, count: int) -> np.ndarray:
+    stamps = self._clock + np.arange(count, dtype=np.int64)
+    self._clock += count
+    return stamps
+
+  def _remove(self, indices: np.ndarray) -> None:
+    keep = np.ones(len(self), bool)
+    keep[indices] = False
+    self._keys, self._fitness = self._keys[keep], self._fitness[keep]
+    self._counts, self._stamps = self._counts[keep], self._stamps[keep]
+
+  def _add(self, keys, fitness, counts, stamps) -> None:
+    """Inserts keys that are absent, keeping the arrays sorted by key."""
+    merged = np.concatenate([self._keys, keys])
+    order = np.argsort(merged, kind="stable")
+    self._keys = merged[order]
+    self._fitness = np.concatenate([self._fitness, fitness])[order]
+    self._counts = np.concatenate([self._counts, counts])[order]
+    self._stamps = np.concatenate([self._stamps, stamps])[order]
+
+  def _evict(self, count: int) -> None:
+    if count > 0:
+      self._remove(np.argpartition(self._stamps, count - 1)[:count])
+
+  def _plan(self, keys: np.ndarray):
+    """The batch's outcome as arrays, or None where the one-at-a-time path is needed."""
+    size, forget = keys.size, self.forget_every
+    unique, inverse, occurrences = np.unique(keys, return_inverse=True, return_counts=True)
+    by_key = np.argsort(inverse, kind="stable")  # positions grouped by key, in batch order
+    starts = np.cumsum(occurrences) - occurrences
+    key_rank = np.empty(size, np.int64)  # how many earlier positions hold the same key
+    key_rank[by_key] = np.arange(size) - np.repeat(starts, occurrences)
+    key_of = inverse
+    entry = self._find(unique)
+    present = entry >= 0
+    count0, old_value = np.zeros(unique.size, np.int64), np.zeros(unique.size)
+    count0[present] = self._counts[entry[present]]
+    old_value[present] = self._fitness[entry[present]]
+    # Hits on the old entry: ranks 0..last_old (the last forgets it); then cycles of one miss
+    # and `cycle - 1` hits on its placeholder (the last forgets it).
+    infinite = size + 1
+    cycle = max(forget, 2) if forget else infinite
+    last_old = np.where(present, np.maximum(forget - 1 - count0, 0) if forget else infinite, -1)
+    old_hit = key_rank <= last_old[key_of]
+    offset = key_rank - last_old[key_of] - 1  # rank within the cycles (>= 0 when not old_hit)
+    phase = np.where(old_hit, -1, offset % cycle if forget else offset)
+    miss = phase == 0
+    forgets = (old_hit & (key_rank == last_old[key_of]) & bool(forget)) | (
+        bool(forget) & (phase == cycle - 1))
+    # Running size (each miss adds an entry, each forgetting hit removes one) -> evictions.
+    delta = miss.astype(np.int64) - forgets
+    peak = len(self) + (np.cumsum(delta).max() if size else 0)
+    evictions = max(0, int(peak) - self.cache_size)
+    touched = entry[present]
+    if evictions:
+      if evictions > len(self) - touched.size:
+        return None
+      victims = np.argpartition(self._stamps, evictions - 1)[:evictions]
+      if np.isin(victims, touched).any():
+        return None
+    else:
+      victims = np.zeros(0, np.int64)
+    # What each position found.
+    positions = np.arange(size)
+    fitness = np.where(old_hit, old_value[key_of], 0.0)
+    missed = positions[miss]
+    source_rank = key_rank - np.maximum(phase, 0)
+    pending_mask = phase > 0
+    source = by_key[starts[key_of] + source_rank]
+    pending = np.stack([positions[pending_mask], source[pending_mask]], axis=1)
+    # Each key's state after the batch, and the miss whose placeholder it holds (or -1).
+    last = by_key[starts + occurrences - 1]  # position of each key's last occurrence
+    last_phase = phase[last]
+    final_count = np.where(last_phase < 0, count0 + occurrences, last_phase + 1)
+    filled_by = np.where(last_phase < 0, -1, np.searchsorted(missed, source[last]))
+    final = (unique, entry, forgets[last], final_count, last, filled_by, victims, size)
+    return BatchLookup(fitness, missed, pending), final
+
+  def _apply(self, final) -> None:
+    unique, entry, gone, final_count, last, filled_by, victims, size = final
+    present = entry >= 0
+    stamps = self._clock + last
+    self._clock += size
+    kept = present & ~gone
+    self._counts[entry[kept]] = final_count[kept]
+    self._stamps[entry[kept]] = stamps[kept]
+    self._remove(np.concatenate([entry[present & gone], victims]))
+    new = ~present & ~gone
+    self._add(unique[new], np.full(int(new.sum()), np.nan), final_count[new], stamps[new])
+    waiting = ~gone & (filled_by >= 0)
+    self._unfilled = self._find(unique[waiting])
+    self._unfilled_misses = filled_by[waiting]
+
+  def _lookup_sequentially(self, keys: np.ndarray) -> BatchLookup:
+    """The batch one key at a time on an ordered dict (the reference semantics)."""
+    order = np.argsort(self._stamps, kind="stable")
+    entries = collections.OrderedDict(
+        (int(k), [float(f), int(c)]) for k, f, c in
+        zip(self._keys[order], self._fitness[order], self._counts[order]))
+    fitness, missed, pending, inserted = [], [], [], {}
+    for position, key in enumerate(keys.tolist()):
+      entry = entries.get(key)
+      if entry is None:
+        entries[key] = [None, 1]
+        inserted[key] = len(missed)
+        if len(entries) > self.cache_size:
+          entries.popitem(last=False)
+        missed.append(position)
+        fitness.append(0.0)
+        continue
+      entry[1] += 1
+      if self.forget_every and entry[1] >= self.forget_every:
+        del entries[key]
+      else:
+        entries.move_to_end(key)
+      if entry[0] is None:
+        pending.append((position, missed[inserted[key]]))
+        fitness.append(0.0)
+      else:
+        fitness.append(entry[0])
+    self.misses += len(missed)
+    self.hits += keys.size - len(missed)
+    remaining = list(entries.items())
+    waiting = np.array([inserted[k] if v[0] is None else -1 for k, v in remaining], np.int64)
+    self.restore(FecState(np.array([k for k, _ in remaining], np.uint64),
+                          np.array([np.nan if v[0] is None else v[0] for _, v in remaining]),
+                          np.array([v[1] for _, v in remaining], np.int64),
+                          self.hits, self.misses))
+    order = np.argsort(np.array([k for k, _ in remaining], np.uint64), kind="stable")
+    self._unfilled = np.nonzero(waiting[order] >= 0)[0]
+    self._unfilled_misses = waiting[order][self._unfilled]
+    return BatchLookup(np.array(fitness), np.array(missed, np.int64),
+                       np.array(pending, np.int64).reshape(-1, 2))

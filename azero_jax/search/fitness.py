@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -200,12 +199,14 @@ class SearchEvaluator:
       per_task, steps = self._run(stripped, np.ones(len(programs), dtype=bool), allowed, islands)
       return Evaluation(combine(per_task, self.combination), steps.sum(axis=1))
     keys, fingerprint_steps = self._fingerprints(stripped, allowed)
-    per_task, missed, sources, placeholders = self._lookup(keys, islands)
+    per_task, missed, sources, lanes = self._lookup(keys, islands)
     full, full_steps = self._run(stripped, missed.any(axis=1), allowed, islands)
     per_task = np.where(missed, full, per_task)
-    FecCache.fill(placeholders, per_task[missed].tolist())  # row-major, as looked up
+    flat = per_task.ravel()
+    for cache, cache_lanes in zip(self.caches, lanes):
+      cache.fill(flat[cache_lanes])
     pending = sources >= 0
-    per_task[pending] = per_task.ravel()[sources[pending]]
+    per_task[pending] = flat[sources[pending]]
     steps = fingerprint_steps.sum(axis=1) + np.where(missed, full_steps, 0).sum(axis=1)
     return Evaluation(combine(per_task, self.combination), steps)
 
@@ -218,7 +219,7 @@ class SearchEvaluator:
     return within[:, np.searchsorted(distinct, self.num_train_steps)]
 
   def _fingerprints(self, stripped: PackedPopulation, allowed: np.ndarray):
-    """Cache keys ([n] lists of T keys) and fingerprint steps [n, T], memoised per program."""
+    """Cache keys [n, T] and fingerprint steps [n, T], memoised per program."""
     memo_keys = row_keys(*(c.table.reshape(stripped.size, -1) for c in stripped),
                           *(c.length[:, None] for c in stripped), allowed)
     found = [self._memo.get(k) for k in memo_keys]
@@ -240,7 +241,7 @@ class SearchEvaluator:
       for memo_key, value in fresh.items():
         self._remember(memo_key, value)
       found = [fresh[k] if value is None else value for k, value in zip(memo_keys, found)]
-    return [value[0] for value in found], np.array([value[1] for value in found])
+    return np.stack([value[0] for value in found]), np.stack([value[1] for value in found])
 
   def _remember(self, memo_key, value) -> None:
     self._memo[memo_key] = value
@@ -276,36 +277,30 @@ class SearchEvaluator:
         steps[rows, group.indices] = np.asarray(result.train_steps)[:size]
     return train, valid, steps
 
-  def _lookup(self, keys: list[list[bytes]], islands: np.ndarray):
-    """One cache lookup per (program, task) in batch order, in its island's cache.
+  def _lookup(self, keys: np.ndarray, islands: np.ndarray):
+    """One cache lookup per (program, task) of `keys` [n, T], in batch order in its island's
+    cache.
 
     Returns cached fitness [n, T], the misses [n, T] (inserted as placeholders), for hits on a
-    placeholder the flat index of the lane that missed it (else -1), and the placeholders in
-    row-major order of the misses.
+    placeholder the flat index of the lane that missed it (else -1), and per cache the flat
+    indices of its misses (what its `fill` takes).
     """
-    count, num_tasks = len(keys), len(self.tasks)
+    count, num_tasks = keys.shape
     fitness = np.zeros(count * num_tasks)
     missed = np.zeros(count * num_tasks, dtype=bool)
     sources = np.full(count * num_tasks, -1)
-    placeholders, positions = [], []
     scopes = ([np.arange(count)] if len(self.caches) == 1
               else [np.nonzero(islands == k)[0] for k in range(len(self.caches))])
+    filled = []
     for cache, rows in zip(self.caches, scopes):
-      if not rows.size:
-        continue
       lanes = (rows[:, None] * num_tasks + np.arange(num_tasks)).ravel()  # flat, increasing
-      found = cache.lookup_batch(itertools.chain.from_iterable(keys[row] for row in rows))
+      found = cache.lookup_batch(keys[rows].ravel())
       fitness[lanes] = found.fitness
       missed[lanes[found.missed]] = True
-      if found.pending:
-        pending, first = np.array(found.pending).T
-        sources[lanes[pending]] = lanes[first]
-      placeholders.extend(found.placeholders)
-      positions.append(lanes[found.missed])
-    if len(positions) > 1:  # island caches: put the placeholders in row-major order
-      placeholders = [placeholders[i] for i in np.argsort(np.concatenate(positions))]
+      sources[lanes[found.pending[:, 0]]] = lanes[found.pending[:, 1]]
+      filled.append(lanes[found.missed])
     shape = (count, num_tasks)
-    return fitness.reshape(shape), missed.reshape(shape), sources.reshape(shape), placeholders
+    return fitness.reshape(shape), missed.reshape(shape), sources.reshape(shape), filled
 
   def _run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray,
            islands: np.ndarray):
