@@ -37,6 +37,7 @@ from azero_jax.search.fitness import (
   FEC_SCOPES,
   FecSpec,
   SearchEvaluator,
+  finish,
   search_widths,
 )
 from azero_jax.search.gc_tuning import relaxed_gc
@@ -374,6 +375,37 @@ def active_islands(state, train_steps: np.ndarray, population_size: int,
   return ~((done > 0) & (done % population_size == 0) & (train_steps >= max_train_steps))
 
 
+def step(strategy, fitness: SearchEvaluator, state, rngs: Sequence[np.random.Generator],
+         islands: np.ndarray):
+  """One step of the `islands`: each asks for its children, they are evaluated, and told.
+
+  Two or more islands go in two halves whose host and device work overlap: the second half's
+  children are made while the first half's fingerprints run, the first half's FEC lookups run
+  while the second half's fingerprints run, and the first half is told while the second half's
+  full runs run. Every island draws from its own generator and the cache sees the lookups in the
+  same order, so the result is the same as one batch's. Returns the state and the train steps
+  used by each island.
+  """
+  halves = [islands] if len(islands) < 2 else np.array_split(islands, 2)
+  rows = lambda half, children: np.repeat(half, len(children) // len(half))
+  batches, stages = [], []
+  for half in halves:  # ask, and dispatch the fingerprint run
+    children = strategy.ask(state, rngs, half)
+    batches.append(children)
+    stages.append(fitness.stages(children, rows(half, children)))
+    next(stages[-1])
+  evaluations = []
+  for half_stages in stages:  # lookups (after the previous half's cache fill), full runs
+    next(half_stages)
+    if evaluations:
+      state = strategy.tell(state, batches[0], evaluations[0].fitness, halves[0])
+    evaluations.append(finish(half_stages))
+  state = strategy.tell(state, batches[-1], evaluations[-1].fitness, halves[-1])
+  used = np.concatenate([e.train_steps.reshape(len(half), -1).sum(axis=1)
+                         for e, half in zip(evaluations, halves)])
+  return state, used
+
+
 def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.Generator], *,
                    max_train_steps: int, progress_every: int, write: Callable[[str], None],
                    migration_every: int = 0, migration_size: int = 0,
@@ -397,10 +429,8 @@ def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.
   while active.any():
     islands = np.nonzero(active)[0]
     before = int(state.num_individuals[islands[0]])  # the active islands move in lock-step
-    children = strategy.ask(state, rngs, islands)
-    evaluation = fitness.evaluate(children, np.repeat(islands, len(children) // len(islands)))
-    state = strategy.tell(state, children, evaluation.fitness, islands)
-    steps[islands] += evaluation.train_steps.reshape(len(islands), -1).sum(axis=1)
+    state, used = step(strategy, fitness, state, rngs, islands)
+    steps[islands] += used
     done = int(state.num_individuals[islands[0]])
     if migration_every and done >= size and done // migration_every > before // migration_every:
       state = strategy.migrate(state, rngs, migration_size, islands)

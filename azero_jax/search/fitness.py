@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import NamedTuple
 
 import jax
@@ -45,11 +45,6 @@ from azero_jax.search.randomizer import Memory
 from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
 
 FEC_SEED = 235732282  # the original reseeds its FEC RNG to this constant
-# Programs per fingerprint call: every fingerprint of a search is computed in one compiled shape,
-# small enough for one call's latency. Other power-of-two sizes give other last bits for some op
-# sets (BUILD_NOTES.md, "Shape-dependent bits"), and a program's fingerprint must not depend on
-# the batch that computes it.
-FINGERPRINT_CHUNK = 128
 COMBINATIONS = ("mean", "median")
 FEC_SCOPES = ("shared", "island")
 
@@ -128,7 +123,6 @@ class SearchEvaluator:
     self.tasks = list(tasks)
     self.widths = tuple(int(w) for w in widths)
     self.bucket = evaluator.bucket(batch_size, minimum=8)
-    self.fingerprint_chunk = min(self.bucket, FINGERPRINT_CHUNK)
     self.fec = fec
     self.budget = budget
     self.combination = combination
@@ -189,6 +183,14 @@ class SearchEvaluator:
                ) -> Evaluation:
     """Combined fitness and train steps of each program (a ProgramBatch, or any sequence of
     Programs); `islands` [n] says which island each belongs to (default: island 0)."""
+    return finish(self.stages(programs, islands))
+
+  def stages(self, programs: Sequence[Program], islands: np.ndarray | None = None
+             ) -> Generator[None, None, Evaluation]:
+    """`evaluate` as a generator that pauses twice: after dispatching the fingerprint run and
+    after dispatching the full runs, so that the caller can do host work for other islands
+    meanwhile. Stages of two batches may interleave as long as a batch's cache lookups (its
+    second stage) start after the previous batch finished."""
     if len(programs) > self.bucket:
       raise ValueError(f"a batch of {len(programs)} programs exceeds batch_size {self.bucket}")
     islands = (np.zeros(len(programs), np.int64) if islands is None
@@ -196,11 +198,18 @@ class SearchEvaluator:
     allowed = self._allowed(programs)
     stripped = strip_packed(ProgramBatch.of(programs).packed, self.widths)
     if not self.caches:
-      per_task, steps = self._run(stripped, np.ones(len(programs), dtype=bool), allowed, islands)
+      yield  # no fingerprints
+      full = self._dispatch_run(stripped, np.ones(len(programs), dtype=bool), allowed, islands)
+      yield
+      per_task, steps = self._collect_run(full, len(programs), allowed)
       return Evaluation(combine(per_task, self.combination), steps.sum(axis=1))
-    keys, fingerprint_steps = self._fingerprints(stripped, allowed)
+    memo = self._memo_lookup(stripped, allowed)
+    yield
+    keys, fingerprint_steps = self._fingerprints(memo, allowed)
     per_task, missed, sources, lanes = self._lookup(keys, islands)
-    full, full_steps = self._run(stripped, missed.any(axis=1), allowed, islands)
+    full = self._dispatch_run(stripped, missed.any(axis=1), allowed, islands)
+    yield
+    full, full_steps = self._collect_run(full, len(programs), allowed)
     per_task = np.where(missed, full, per_task)
     flat = per_task.ravel()
     for cache, cache_lanes in zip(self.caches, lanes):
@@ -218,8 +227,8 @@ class SearchEvaluator:
     within = np.array([[self.budget.within(p, int(n)) for n in distinct] for p in programs])
     return within[:, np.searchsorted(distinct, self.num_train_steps)]
 
-  def _fingerprints(self, stripped: PackedPopulation, allowed: np.ndarray):
-    """Cache keys [n, T] and fingerprint steps [n, T], memoised per program."""
+  def _memo_lookup(self, stripped: PackedPopulation, allowed: np.ndarray):
+    """Memo lookups, and one fingerprint run dispatched for the programs never fingerprinted."""
     memo_keys = row_keys(*(c.table.reshape(stripped.size, -1) for c in stripped),
                           *(c.length[:, None] for c in stripped), allowed)
     found = [self._memo.get(k) for k in memo_keys]
@@ -227,9 +236,15 @@ class SearchEvaluator:
     for row, (memo_key, value) in enumerate(zip(memo_keys, found)):
       if value is None:
         todo.setdefault(memo_key, row)
+    rows = np.array(list(todo.values()), np.int64)
+    results = self._dispatch_fingerprints(stripped.take(rows)) if todo else None
+    return memo_keys, found, todo, rows, results
+
+  def _fingerprints(self, memo, allowed: np.ndarray):
+    """Cache keys [n, T] and fingerprint steps [n, T], from the memo and the dispatched run."""
+    memo_keys, found, todo, rows, results = memo
     if todo:
-      rows = np.array(list(todo.values()))
-      errors_train, errors_valid, steps = self._fingerprint_run(stripped.take(rows))
+      errors_train, errors_valid, steps = self._collect_fingerprints(results, rows.size)
       num_tasks = len(self.tasks)
       keys = fingerprint_keys(
           errors_train.reshape(rows.size * num_tasks, -1),
@@ -248,33 +263,25 @@ class SearchEvaluator:
     if len(self._memo) > self.fec.cache_size:
       self._memo.popitem(last=False)
 
-  def _fingerprint_run(self, programs: PackedPopulation):
-    """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs.
+  def _dispatch_fingerprints(self, programs: PackedPopulation) -> list:
+    """The short runs of `programs`, one compiled call per task group (device arrays)."""
+    self.fingerprint_runs += programs.size
+    packed = evaluator.pad_population(programs, compact_bucket(programs.size, self.bucket))
+    return [evaluator.run_packed(group.fingerprint_config, packed, group.fingerprint_tasks,
+                                 self._fec_key) for group in self._groups]
 
-    Always in chunks of one compiled size: the evaluator's last bits can depend on the batch size
-    (BUILD_NOTES.md, "Shape-dependent bits"), and a program's fingerprint must not.
-    """
-    count, chunk, num_tasks = programs.size, self.fingerprint_chunk, len(self.tasks)
-    self.fingerprint_runs += count
-    starts = range(0, count, chunk)
-    chunks = [evaluator.pad_population(programs.take(slice(start, start + chunk)), chunk)
-              for start in starts]
-    results = [[evaluator.run_packed(group.fingerprint_config, packed, group.fingerprint_tasks,
-                                     self._fec_key) for group in self._groups]
-               for packed in chunks]  # all dispatched before the first result is read
+  def _collect_fingerprints(self, results: list, count: int):
+    """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs."""
     width = lambda name: max(getattr(g.fingerprint_tasks, name).shape[-1] for g in self._groups)
-    train = np.full((count, num_tasks, width("y_train")), np.nan)
-    valid = np.full((count, num_tasks, width("y_valid")), np.nan)
-    steps = np.zeros((count, num_tasks), dtype=np.int64)
-    for start, chunk_results in zip(starts, results):
-      rows = slice(start, min(start + chunk, count))
-      size = rows.stop - start
-      for group, result in zip(self._groups, chunk_results):
-        errors = np.asarray(result.train_errors)[:size]
-        train[rows, group.indices, :errors.shape[-1]] = errors
-        errors = np.asarray(result.valid_errors)[:size]
-        valid[rows, group.indices, :errors.shape[-1]] = errors
-        steps[rows, group.indices] = np.asarray(result.train_steps)[:size]
+    train = np.full((count, len(self.tasks), width("y_train")), np.nan)
+    valid = np.full((count, len(self.tasks), width("y_valid")), np.nan)
+    steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
+    for group, result in zip(self._groups, results):
+      errors = np.asarray(result.train_errors)[:count]
+      train[:, group.indices, :errors.shape[-1]] = errors
+      errors = np.asarray(result.valid_errors)[:count]
+      valid[:, group.indices, :errors.shape[-1]] = errors
+      steps[:, group.indices] = np.asarray(result.train_steps)[:count]
     return train, valid, steps
 
   def _lookup(self, keys: np.ndarray, islands: np.ndarray):
@@ -302,31 +309,43 @@ class SearchEvaluator:
     shape = (count, num_tasks)
     return fitness.reshape(shape), missed.reshape(shape), sources.reshape(shape), filled
 
-  def _run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray,
-           islands: np.ndarray):
-    """Full-run fitness and train steps [n, T] for the rows in `run` (0 elsewhere / not allowed).
+  def _dispatch_run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray,
+                    islands: np.ndarray):
+    """Full runs of the rows in `run` that may train somewhere: (rows, device results per task
+    group). Each row's random draws use its island's key folded with the island's full-run call
+    count."""
+    rows = np.nonzero(run & allowed.any(axis=1))[0]
+    if not rows.size:
+      return rows, []
+    self.full_evaluations += rows.size
+    size = compact_bucket(rows.size, self.bucket)
+    packed = evaluator.pad_population(stripped.take(rows), size)
+    row_folds = np.zeros((size, 2), np.int64)
+    row_folds[:rows.size, 0] = islands[rows]
+    row_folds[:rows.size, 1] = self._calls[islands[rows]]
+    self._calls[np.unique(islands[rows])] += 1
+    return rows, [evaluator.run_packed(group.config, packed, group.tasks, self._keys,
+                                       row_folds=row_folds) for group in self._groups]
 
-    Each row's random draws use its island's key folded with the island's full-run call count.
-    """
-    count = stripped.size
+  def _collect_run(self, dispatched, count: int, allowed: np.ndarray):
+    """Full-run fitness and train steps [n, T] (0 for rows not run and tasks not allowed)."""
+    rows, results = dispatched
     fitness = np.zeros((count, len(self.tasks)))
     steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
-    rows = np.nonzero(run & allowed.any(axis=1))[0]
-    if rows.size:
-      self.full_evaluations += rows.size
-      size = compact_bucket(rows.size, self.bucket)
-      packed = evaluator.pad_population(stripped.take(rows), size)
-      row_folds = np.zeros((size, 2), np.int64)
-      row_folds[:rows.size, 0] = islands[rows]
-      row_folds[:rows.size, 1] = self._calls[islands[rows]]
-      for group in self._groups:
-        result = evaluator.run_packed(group.config, packed, group.tasks, self._keys,
-                                      row_folds=row_folds)
-        columns = np.ix_(rows, group.indices)
-        fitness[columns] = np.asarray(result.fitness, dtype=np.float64)[:rows.size]
-        steps[columns] = np.asarray(result.train_steps)[:rows.size]
-      self._calls[np.unique(islands[rows])] += 1
+    for group, result in zip(self._groups, results):
+      columns = np.ix_(rows, group.indices)
+      fitness[columns] = np.asarray(result.fitness, dtype=np.float64)[:rows.size]
+      steps[columns] = np.asarray(result.train_steps)[:rows.size]
     return np.where(allowed, fitness, 0.0), np.where(allowed, steps, 0)
+
+
+def finish(stages: Generator[None, None, Evaluation]) -> Evaluation:
+  """Runs a `SearchEvaluator.stages` generator to its end and returns its evaluation."""
+  try:
+    while True:
+      next(stages)
+  except StopIteration as done:
+    return done.value
 
 
 def search_widths(init_program: Program, max_sizes: Sequence[int]) -> tuple[int, ...]:
