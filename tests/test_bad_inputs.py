@@ -21,7 +21,7 @@ DEMO = f"--flagfile={CONFIGS / 'demo.flags'}"
 BASELINE = f"--flagfile={CONFIGS / 'baseline.flags'}"  # binary tasks, INSERT / REMOVE_INSTRUCTION
 SEARCH = ("experiments.run_search", DEMO, "--run_dir={work}/run")
 COMPARE = ("experiments.compare", DEMO, "--evaluations=100", "--seeds=1")
-EVALUATE = ("azero_jax.evaluate", "--task=linear")
+EVALUATE = ("experiments.evaluate", "--task=linear")
 
 PROGRAMS = {
     "unknown_op.txt": "def Setup():\n  s2 = frob(s1)\ndef Predict():\ndef Learn():\n",

@@ -1,6 +1,6 @@
 """Evaluates a program file on a task collection and prints the per-task fitness.
 
-  python -m azero_jax.evaluate --program=FILE --task=linear --features=4 --num_tasks=100 \
+  python -m experiments.evaluate --program=FILE --task=linear --features=4 --num_tasks=100 \
       --num_train_examples=1000 --num_valid_examples=100 \
       --num_scalars=5 --num_vectors=9 --num_matrices=2 --dtype=float64
 
