@@ -5,15 +5,18 @@ directory first), exit status 2, no traceback, and nothing written.
 Every case runs as a subprocess in a fresh work folder, which is also where its outputs would go
 (--run_dir, --output_dir, the current directory, the data and compilation caches); the folder's
 contents are compared before and after. The work folder holds `full/old.txt` (a non-empty
-folder) and `readonly/` (mode 0o500).
+folder), `readonly/` (mode 0o500) and `busy/`, a run directory whose lock this test holds.
 """
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from azero_jax import run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "experiments" / "configs"
@@ -124,6 +127,8 @@ CASES = [
     ("run_dir_not_empty", [*SEARCH[:2], "--run_dir={work}/full"],
      "--run_dir: {work}/full is not empty: pass --resume"),
     ("resume_without_checkpoint", [*SEARCH, "--resume"], "--resume: no checkpoint in"),
+    ("run_dir_in_use", [*SEARCH[:2], "--run_dir={work}/busy", "--resume"],
+     "--run_dir: {work}/busy is in use by pid {pid} on host {host}"),
     ("checkpoint_every_negative", [*SEARCH, "--checkpoint_every=-1"],
      "--checkpoint_every must be >= 0, got -1"),
     ("compare_output_dir_not_empty", [*COMPARE, "--output_dir={work}/full"],
@@ -173,15 +178,21 @@ def test_bad_input_gets_one_clear_line_and_writes_nothing(argv, message, inputs,
   (work / "full").mkdir(parents=True)
   (work / "full" / "old.txt").write_text("an earlier run")
   (work / "readonly").mkdir(mode=0o500)
+  (work / "busy").mkdir()
+  busy = run_dir.RunLock(work / "busy")
+  busy.acquire()
   before = tree(work)
-  fill = lambda text: text.format(work=work, inputs=inputs)
+  fill = lambda text: text.format(work=work, inputs=inputs, pid=os.getpid(),
+                                  host=socket.gethostname())
   env = {**os.environ, "PYTHONPATH": str(ROOT), "AZERO_JAX_CACHE_DIR": str(work / "cache")}
   done = subprocess.run([sys.executable, "-m", *map(fill, argv)], cwd=work, env=env,
                         capture_output=True, text=True, timeout=120)
   (work / "readonly").chmod(0o700)
+  after = tree(work)
+  busy.release()
   errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
   assert done.returncode == 2, done.stderr
   assert "Traceback" not in done.stderr
   assert errors == done.stderr.strip().splitlines()[-1:], done.stderr  # one line, the last
   assert fill(message) in errors[0]
-  assert tree(work) == before
+  assert after == before
