@@ -32,9 +32,12 @@ def main(argv):
                              memory=(FLAGS.num_scalars, FLAGS.num_vectors, FLAGS.num_matrices))
   try:
     spec = spec_from_flags()
-    tasks = spec.build()
-  except ValueError as error:  # a bad task flag (named) or dataset file
+  except ValueError as error:  # a bad task flag (named)
     raise cli.UserError(str(error)) from None
+  try:
+    tasks = spec.build()
+  except ValueError as error:  # a dataset or data file
+    raise cli.flag_error("task", str(error)) from None
   print(device.describe(), flush=True)
   fitness = evaluator.evaluate([program], tasks, num_scalars=FLAGS.num_scalars,
                                num_vectors=FLAGS.num_vectors, num_matrices=FLAGS.num_matrices,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from azero_jax import run_dir
@@ -32,6 +33,7 @@ PROGRAMS = {
     "garbage.txt": "hello world\n",
     "out_of_order.txt": "def Predict():\ndef Setup():\ndef Learn():\n",
     "s99.txt": "def Setup():\n  s99 = 0.1\ndef Predict():\ndef Learn():\n",
+    "empty.txt": "def Setup():\ndef Predict():\ndef Learn():\n",
 }
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -103,6 +105,21 @@ CASES = [
     ("dataset_dir_malformed_cifar", ["experiments.run_search", BASELINE, "--run_dir={work}/run",
                                      "--dataset_dir={inputs}/bad_cifar", "--random_seed=1"],
      "malformed CIFAR-10 batch file"),
+    # Data files of the arrays family.
+    ("arrays_missing_array", [*SEARCH, "--search_task=arrays:path={inputs}/no_valid.npz"],
+     "--search_task: {inputs}/no_valid.npz: no array y_valid; expected arrays x_train [n, D], "
+     "y_train [n], x_valid [m, D], y_valid [m] (and optionally x_test [k, D], y_test [k])"),
+    ("arrays_wrong_shape", [*SEARCH, "--select_task=arrays:path={inputs}/short_labels.npz"],
+     "--select_task: {inputs}/short_labels.npz: x_train has shape (20, 4) and y_train (19,); "
+     "expected x_train [n, D] and y_train [n] with n >= 1 and D (features) the same in every "
+     "split, D >= 1"),
+    ("arrays_nan", [*SEARCH, "--final_task=arrays:path={inputs}/nan.npz"],
+     "--final_task: {inputs}/nan.npz: x_valid holds NaN or infinite values; expected finite "
+     "numbers"),
+    ("arrays_labels_not_binary", ["experiments.evaluate", "--program={inputs}/empty.txt",
+                                  "--task=arrays:path={inputs}/labels.csv,eval_type=accuracy,features=2"],
+     "--task: {inputs}/labels.csv: y_train holds the label 3; eval_type=accuracy expects labels "
+     "0 and 1"),
     ("task_dataset_dir_without_cifar", ["experiments.baselines",
                                         "--task=binary_cifar10:dataset_dir={inputs}/empty"],
      "CIFAR-10 batch file not found: '{inputs}/empty/data_batch_1'"),
@@ -165,6 +182,11 @@ def inputs(tmp_path_factory) -> Path:
   (folder / "bad_cifar").mkdir()
   for name in CIFAR_FILES:
     (folder / "bad_cifar" / name).write_bytes(b"not a pickle")
+  x, y = np.ones((20, 4)), np.zeros(20)
+  np.savez(folder / "no_valid.npz", x_train=x, y_train=y, x_valid=x)
+  np.savez(folder / "short_labels.npz", x_train=x, y_train=y[:-1], x_valid=x, y_valid=y)
+  np.savez(folder / "nan.npz", x_train=x, y_train=y, x_valid=x * np.nan, y_valid=y)
+  (folder / "labels.csv").write_text("a,b,label\n" + "1,2,0\n" * 9 + "1,2,3\n")
   return folder
 
 
