@@ -107,7 +107,7 @@ def _check_arrays(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _read(path: str, _stamp: tuple[int, int]) -> dict[str, np.ndarray]:
+def _read(path: str, _version: tuple[str, int, int]) -> dict[str, np.ndarray]:
   reader = {".npz": _read_npz, ".csv": _read_csv}.get(os.path.splitext(path)[1].lower())
   if reader is None:
     raise _error(path, "expected a .npz file (arrays x_train, y_train, x_valid, y_valid) or a "
@@ -123,7 +123,7 @@ def read_arrays(path: str) -> dict[str, np.ndarray]:
     stat = os.stat(path)
   except OSError as error:
     raise _error(path, f"cannot read it ({error.strerror})") from None
-  return _read(path, (stat.st_mtime_ns, stat.st_size))
+  return _read(path, (os.path.realpath(path), stat.st_mtime_ns, stat.st_size))
 
 
 def check_file(path: str, features: int, eval_type: str) -> dict[str, np.ndarray]:
