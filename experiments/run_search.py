@@ -180,9 +180,14 @@ def main(argv: list[str]) -> int:
     directory.stop.install()
   try:
     run(config, hooks=directory, resume=directory.resume if directory else None)
+  except run_dir.DirectoryInUse as error:  # taken by another run since from_flags checked it
+    raise cli.UserError(str(error)) from None
   except run_dir.Interrupted as stop:
     sys.stderr.write(f"run_search: {stop}; continue with the same flags and --resume\n")
     return 128 + stop.signum
+  finally:
+    if directory:
+      directory.close()
   return 0
 
 
