@@ -17,6 +17,10 @@ def configure_host_devices() -> None:
     count = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                 else (os.cpu_count() or 1))
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+  # No fused multiply-adds on XLA:CPU: sums inside ops (the matrix product's sum of outer
+  # products) then round like the NumPy interpreter's, and AVX keeps them vectorised.
+  if "xla_cpu_max_isa" not in flags:
+    os.environ["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} --xla_cpu_max_isa=AVX".strip()
 
 
 def configure_compilation_cache() -> None:

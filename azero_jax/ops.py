@@ -97,6 +97,17 @@ def _inner(xp, a, b):
   return _sum(xp, a * b)
 
 
+def _matmul(xp, a, b):
+  """The matrix product with each element's sum over k in index order, as `_inner` adds: a sum
+  of outer products, t = t + a[:, k] b[k]. The same additions as summing [F, F, F] products,
+  15-30x faster under XLA, and bit-identical where XLA does not fuse them into multiply-adds
+  (device.configure_host_devices keeps XLA:CPU from FMA)."""
+  total = a[:, 0, None] * b[0][None, :]
+  for k in range(1, a.shape[-1]):
+    total = total + a[:, k, None] * b[k][None, :]
+  return total
+
+
 def _matrix_sum(xp, m):
   """All elements of m, each row summed in order, then the rows in order."""
   return _sum(xp, _sum(xp, m))
@@ -248,7 +259,7 @@ _TABLE = [
     (42, "MATRIX_DIVISION", (M, M), M, _NO, "{o} = {a} / {b}", 18234378,
      _binary(lambda xp, a, b: a / b)),
     (43, "MATRIX_MATRIX_PRODUCT", (M, M), M, _NO, "{o} = matmul({a}, {b})", 14516296,
-     _binary(lambda xp, a, b: _inner(xp, a[:, None, :], xp.swapaxes(b, 0, 1)[None, :, :]))),
+     _binary(lambda xp, a, b: _matmul(xp, a, b))),
     # min/max keep the NaN behaviour of std::min/std::max (scalar, vector) and of Eigen's
     # cwiseMin/cwiseMax (matrix): REFERENCE.md Appendix B.
     (44, "SCALAR_MIN", (S, S), S, _NO, "{o} = minimum({a}, {b})", 3677265,
