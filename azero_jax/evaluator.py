@@ -88,8 +88,10 @@ EXECUTIONS = ("auto", "select", "compact")
 # large enough that the loop's per-step overhead stays small (benchmarks/evaluator_throughput.py).
 ROWS_PER_CHUNK = 8
 # The cost model's threshold (`choose_execution`): element operations per program and slot above
-# which compact execution is the faster one.
-COMPACT_ABOVE = 1000
+# which compact execution is the faster one. benchmarks/evaluator_throughput.py on the 2-core CPU,
+# P = 128: the baseline's op sets (595 at F = 16) ran 2.2x faster compacted, all ops 2.9x (5.5x on
+# short programs); the demo's (15 at F = 4) has nothing to compact.
+COMPACT_ABOVE = 256
 # Ops far costlier than the rest of their family (the F^3 matrix product): a family of their own,
 # so that rows holding a cheaper op of the same operand kinds never compute them.
 _SOLO_OPS = frozenset({ops.OP_BY_NAME["MATRIX_MATRIX_PRODUCT"].id})
