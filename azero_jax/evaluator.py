@@ -50,12 +50,17 @@ class Config(NamedTuple):
   # count needs no device-to-host copy of its condition per iteration (1.8x on a GPU); dynamic on
   # the CPU, where short batches then run short loops.
   static_loops: bool | None = None
+  # How a slot runs its ops (`EXECUTIONS`): "select" computes every op of the set for every
+  # program and keeps one result; "compact" runs each op family only on the programs whose
+  # instruction there is in it (row lists made on the host, passed as data); "auto" picks one
+  # per call with the cost model `choose_execution`.
+  execution: str = "auto"
 
 
 class Memory(NamedTuple):
-  scalars: jax.Array  # [S]
-  vectors: jax.Array  # [V, F]
-  matrices: jax.Array  # [M, F, F]
+  scalars: jax.Array  # [P, S]
+  vectors: jax.Array  # [P, V, F]
+  matrices: jax.Array  # [P, M, F, F]
 
 
 class LaneResult(NamedTuple):
@@ -65,87 +70,201 @@ class LaneResult(NamedTuple):
   valid_errors: jax.Array | None  # [n_valid] epoch-0 validation errors (NaN after a failure)
 
 
+class SlotPlan(NamedTuple):
+  """Which programs run each op family at each slot of one component (the compact execution).
+
+  `rows` [G, L, R]: for family g and slot s, the rows (programs) whose instruction there is in the
+  family, then the dummy row R (out of range: its reads are clamped, its writes dropped); R is
+  the population size rounded up to whole chunks. `chunks` [G, L]: chunks of ROWS_PER_CHUNK rows
+  to run, ceil(count / ROWS_PER_CHUNK).
+  """
+
+  rows: jax.Array
+  chunks: jax.Array
+
+
+EXECUTIONS = ("auto", "select", "compact")
+# Rows one step of a family loop runs: small enough that a rare op wastes little on padding,
+# large enough that the loop's per-step overhead stays small (benchmarks/evaluator_throughput.py).
+ROWS_PER_CHUNK = 8
+# The cost model's threshold (`choose_execution`): element operations per program and slot above
+# which compact execution is the faster one. benchmarks/evaluator_throughput.py on the 2-core CPU,
+# P = 128: the baseline's op sets (595 at F = 16) ran 2.2x faster compacted, all ops 2.9x (5.5x on
+# short programs); the demo's (15 at F = 4) has nothing to compact.
+COMPACT_ABOVE = 256
+# Ops far costlier than the rest of their family (the F^3 matrix product): a family of their own,
+# so that rows holding a cheaper op of the same operand kinds never compute them.
+_SOLO_OPS = frozenset({ops.OP_BY_NAME["MATRIX_MATRIX_PRODUCT"].id})
+_KIND_INDEX = {kind: position for position, kind in enumerate(ops.KINDS)}
+
+
 def normalize_op_set(op_ids) -> tuple[int, ...]:
   """Sorted distinct op ids without NO_OP (which never writes)."""
   return tuple(sorted(set(int(i) for i in op_ids) - {ops.NO_OP}))
 
 
+def op_families(op_set) -> tuple[tuple[int, ...], ...]:
+  """The ops of the set that compact execution runs on their own rows, in families of ops with
+  the same operand and output kinds (a solo op on its own): each family's operands are gathered
+  and its results scattered once. These are the ops that read or write a matrix or draw random
+  numbers, and their family members; the others (scalars and vectors: cheaper to compute for
+  every row than to gather) stay selected."""
+  costly = {(spec.inputs, spec.output) for spec in map(ops.OPS.__getitem__, op_set)
+            if spec.is_random or ops.MATRIX in (*spec.inputs, spec.output)}
+  families: dict[tuple, list[int]] = {}
+  for op_id in normalize_op_set(op_set):
+    spec = ops.OPS[op_id]
+    if (spec.inputs, spec.output) in costly:
+      families.setdefault((spec.inputs, spec.output, op_id if op_id in _SOLO_OPS else None),
+                          []).append(op_id)
+  return tuple(tuple(family) for family in families.values())
+
+
 # ---------------------------------------------------------------------------------------------
-# One lane: one program on one task.
+# One instruction slot.
 
 
-def _register_names(op_set):
-  """Which (operand slot, kind) reads and which output kinds the op set needs."""
-  reads = {(slot, kind) for i in op_set for slot, kind in enumerate(ops.OPS[i].inputs)}
-  writes = sorted({ops.OPS[i].output for i in op_set}, key=ops.KINDS.index)
-  return reads, writes
+def _results(op_set, inst: PackedComponent, operand: dict, old: dict, rand: dict, *, dtype):
+  """{output kind: (value, written)} of one instruction whose op may be any of `op_set`: each op
+  computed on the operands, the instruction's own op selected with `where` (never a one-hot
+  product: 0 * NaN = NaN)."""
+  data = (inst.activation.astype(dtype), *inst.floats)
+  results = {}
+  for op_id in op_set:
+    spec = ops.OPS[op_id]
+    a, b = (operand.get((position, kind)) for position, kind in
+            zip((0, 1), spec.inputs + (None,) * (2 - spec.num_inputs)))
+    value = spec.apply(jnp, a, b, old[spec.output], data, rand.get(spec.data.value))
+    value = jnp.asarray(value, dtype).reshape(old[spec.output].shape)
+    is_op = inst.op == op_id
+    if spec.output in results:
+      result, written = results[spec.output]
+      value, is_op = jnp.where(is_op, value, result), is_op | written
+    results[spec.output] = (value, is_op)
+  return results
 
 
-def _run_component(config: Config, which: int, component: PackedComponent, count, memory: Memory,
-                   key) -> Memory:
-  """Runs instruction slots [0, count) of one component function on the memory."""
+def _reads(op_set):
+  """kind -> the operand positions of that kind some op of the set reads, and the output kinds
+  whose old value some op needs (the const-sets; the others skip reading it)."""
+  positions: dict[str, list[int]] = {}
+  for position, kind in sorted({(p, k) for i in op_set for p, k in enumerate(ops.OPS[i].inputs)}):
+    positions.setdefault(kind, []).append(position)
+  return positions, {ops.OPS[i].output for i in op_set if ops.OPS[i].reads_output}
+
+
+def _draws(op_set, keys, size: int, dtype) -> dict:
+  """The slot's [F, F] U(0, 1) and N(0, 1) draws per key ([K] keys -> [K, F, F]) by Data value,
+  as far as the op set has random ops. Every program on a task draws the same numbers at a slot."""
+  kinds = {ops.OPS[i].data for i in op_set}
+  draw = {ops.Data.UNIFORM: jax.random.uniform, ops.Data.GAUSSIAN: jax.random.normal}
+  return {data.value: jax.vmap(lambda key, fn=fn: fn(key, (size, size), dtype))(keys)
+          for data, fn in draw.items() if data in kinds}
+
+
+def _select_lane(op_set, inst: PackedComponent, memory: Memory, rand: dict, *, dtype) -> Memory:
+  """One slot of one program (memory without its row axis): every op of the set computed."""
+  positions, reads_old = _reads(op_set)
+  addresses = (inst.in1, inst.in2)
+  operand = {}
+  for kind, kind_positions in positions.items():
+    bank = memory[_KIND_INDEX[kind]]
+    both = bank[jnp.stack([addresses[p] for p in kind_positions])]  # one gather per kind
+    for j, p in enumerate(kind_positions):
+      operand[(p, kind)] = both[j]
+  writes = {ops.OPS[i].output for i in op_set}
+  old = {kind: memory[_KIND_INDEX[kind]][inst.out] if kind in reads_old else
+         jnp.zeros(memory[_KIND_INDEX[kind]].shape[1:], dtype) for kind in writes}
+  registers = list(memory)
+  for kind, (result, written) in _results(op_set, inst, operand, old, rand, dtype=dtype).items():
+    bank = registers[_KIND_INDEX[kind]]
+    if kind in reads_old:
+      registers[_KIND_INDEX[kind]] = bank.at[inst.out].set(jnp.where(written, result, old[kind]))
+    else:
+      target = jnp.where(written, inst.out, bank.shape[0])
+      registers[_KIND_INDEX[kind]] = bank.at[target].set(result, mode="drop")
+  return Memory(*registers)
+
+
+def _lanes(rand: dict, rows=None):
+  """Draws for a vmap over rows: shared (one key for all rows) or each row's own."""
+  shared = {data: value[0] for data, value in rand.items()}
+  if all(value.shape[0] == 1 for value in rand.values()):
+    return shared, None
+  return ({data: value if rows is None else value[rows] for data, value in rand.items()}, 0)
+
+
+def _select_slot(op_set, table, slot, memory: Memory, keys, dtype) -> Memory:
+  """One slot of every program: each computes every op of the set (`select` execution)."""
+  rand, rand_axis = _lanes(_draws(op_set, keys, memory.vectors.shape[-1], dtype))
+  lane = functools.partial(_select_lane, op_set, dtype=dtype)
+  return jax.vmap(lane, in_axes=(0, 0, rand_axis))(PackedComponent(table[:, slot], None), memory,
+                                                   rand)
+
+
+def _compact_slot(op_set, table, plan: SlotPlan, slot, memory: Memory, keys, dtype) -> Memory:
+  """One slot of every program: each op family runs on its plan's rows only, the other ops are
+  computed for every row (`compact`)."""
+  families = op_families(op_set)
+  selected = tuple(sorted(set(op_set).difference(*families)))
+  if selected:
+    memory = _select_slot(selected, table, slot, memory, keys, dtype)
+  for g, family in enumerate(families):
+    kind = ops.OPS[family[0]].output
+    positions, reads_old = _reads(family)
+
+    def chunk(j, memory, g=g, family=family, kind=kind, positions=positions,
+              reads_old=reads_old):
+      rows = jax.lax.dynamic_slice_in_dim(plan.rows[g, slot], j * ROWS_PER_CHUNK, ROWS_PER_CHUNK)
+      inst = PackedComponent(table[rows, slot], None)
+      addresses = (inst.in1, inst.in2)
+      operand = {(p, k): memory[_KIND_INDEX[k]][rows, addresses[p]]
+                 for k, kind_positions in positions.items() for p in kind_positions}
+      bank = memory[_KIND_INDEX[kind]]
+      old = {kind: bank[rows, inst.out] if kind in reads_old else
+             jnp.zeros((rows.shape[0], *bank.shape[2:]), dtype)}
+      rand, rand_axis = _lanes(_draws(family, keys, memory.vectors.shape[-1], dtype), rows)
+      results = jax.vmap(functools.partial(_results, family, dtype=dtype),
+                         in_axes=(0, 0, 0, rand_axis))(inst, operand, old, rand)
+      registers = list(memory)
+      # Every bank the family reads is written back (its operands, unchanged): a loop that only
+      # reads a bank shares it with the loops that write it, and XLA then copies the whole bank
+      # at every slot (measured: two copies of the matrices per slot, more than the ops cost).
+      for (p, k), value in operand.items():
+        if k != kind:
+          registers[_KIND_INDEX[k]] = registers[_KIND_INDEX[k]].at[rows, addresses[p]].set(
+              value, mode="drop")
+      registers[_KIND_INDEX[kind]] = bank.at[rows, inst.out].set(results[kind][0], mode="drop")
+      return Memory(*registers)
+
+    memory = jax.lax.fori_loop(0, plan.chunks[g, slot], chunk, memory)
+  return memory
+
+
+def _run_component(config: Config, which: int, table, plan: SlotPlan | None, count,
+                   memory: Memory, keys) -> Memory:
+  """Runs instruction slots [0, count) of one component function of every program."""
   op_set = config.op_sets[which]
   if not op_set:
     return memory
-  reads, writes = _register_names(op_set)
-  uniform = any(ops.OPS[i].data is ops.Data.UNIFORM for i in op_set)
-  gaussian = any(ops.OPS[i].data is ops.Data.GAUSSIAN for i in op_set)
   dtype = DTYPES[config.dtype]
-  size = memory.vectors.shape[-1]
-  kind_index = {kind: position for position, kind in enumerate(ops.KINDS)}
-
-  # Output kinds whose old value some op needs (the const-sets); the others skip reading it.
-  reads_old = {ops.OPS[i].output for i in op_set if ops.OPS[i].reads_output}
-  read_slots = {}  # kind -> operand positions read; both operands of a kind in one gather
-  for position, kind in sorted(reads):
-    read_slots.setdefault(kind, []).append(position)
 
   def body(slot, memory):
-    row = PackedComponent(component.table[slot], None)
-    op, out = row.op, row.out
-    addresses = (row.in1, row.in2)
-    data = (row.activation.astype(dtype), *row.floats)
-    operand = {}
-    for kind, positions in read_slots.items():
-      bank = memory[kind_index[kind]]
-      if len(positions) == 1:
-        operand[(positions[0], kind)] = bank[addresses[positions[0]]]
-      else:
-        both = bank[jnp.stack([addresses[p] for p in positions])]
-        for j, p in enumerate(positions):
-          operand[(p, kind)] = both[j]
-    shape = {kind: memory[kind_index[kind]].shape[1:] for kind in writes}
-    old = {kind: memory[kind_index[kind]][out] if kind in reads_old else
-           jnp.zeros(shape[kind], dtype) for kind in writes}
-    slot_key = jax.random.fold_in(key, slot)
-    rand = {
-        ops.Data.UNIFORM: jax.random.uniform(slot_key, (size, size), dtype) if uniform else None,
-        ops.Data.GAUSSIAN: jax.random.normal(slot_key, (size, size), dtype) if gaussian else None,
-    }
-    registers = list(memory)
-    for kind in writes:
-      result, written = None, False
-      for op_id in op_set:
-        spec = ops.OPS[op_id]
-        if spec.output != kind:
-          continue
-        a, b = (operand.get((position, kind_)) for position, kind_ in
-                zip((0, 1), spec.inputs + (None,) * (2 - spec.num_inputs)))
-        value = spec.apply(jnp, a, b, old[kind], data, rand.get(spec.data))
-        value = jnp.asarray(value, dtype).reshape(shape[kind])
-        is_op = op == op_id
-        result = value if result is None else jnp.where(is_op, value, result)
-        written = is_op | written
-      bank = registers[kind_index[kind]]
-      if kind in reads_old:
-        new = jnp.where(written, result, old[kind])
-        registers[kind_index[kind]] = bank.at[out].set(new)
-      else:
-        target = jnp.where(written, out, bank.shape[0])
-        registers[kind_index[kind]] = bank.at[target].set(result, mode="drop")
-    return Memory(*registers)
+    slot_keys = _fold(keys, slot)
+    if plan is None:
+      return _select_slot(op_set, table, slot, memory, slot_keys, dtype)
+    return _compact_slot(op_set, table, plan, slot, memory, slot_keys, dtype)
 
   return jax.lax.fori_loop(0, count, body, memory)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows of programs on tasks.
+
+
+def _fold(keys, data):
+  """`jax.random.fold_in` of every key [K] with the same data."""
+  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
 
 
 def _sigmoid(x):
@@ -157,64 +276,69 @@ def _flip_and_squash(x):
   return jnp.where(jnp.isfinite(x), squashed, 0.0)
 
 
+def _where_rows(condition, new, old):
+  """Per row ([P] or [1], broadcast) `new` where `condition` else `old`, for every leaf."""
+  return jax.tree.map(
+      lambda n, o: jnp.where(condition.reshape(condition.shape + (1,) * (n.ndim - 1)), n, o),
+      new, old)
+
+
 def _with_input(memory: Memory, x, label) -> Memory:
-  """The harness's writes before Predict/Learn: v0 = x, s0 = label."""
-  return memory._replace(scalars=memory.scalars.at[0].set(label),
-                         vectors=memory.vectors.at[0].set(x))
+  """The harness's writes before Predict/Learn: v0 = x, s0 = label ([1] or [P] rows)."""
+  rows = memory.scalars.shape[0]
+  return memory._replace(
+      scalars=memory.scalars.at[:, 0].set(jnp.broadcast_to(label, (rows,))),
+      vectors=memory.vectors.at[:, 0].set(jnp.broadcast_to(x, (rows, x.shape[-1]))))
 
 
-def _evaluate_lane(config: Config, program: PackedPopulation, counts, task: TaskBatch,
-                   key) -> LaneResult:
-  """Evaluates one program on one task (REFERENCE.md §4): the function that gets vmapped."""
+def _evaluate_rows(config: Config, tables, plans, counts, task: TaskBatch, keys) -> LaneResult:
+  """Evaluates P programs (REFERENCE.md §4), each on its task: `task` fields and `keys` lead with
+  an axis of 1 (one task for every program) or P (task i for program i). Results are [P]."""
   dtype = DTYPES[config.dtype]
-  size = task.x_train.shape[-1]
   accuracy = config.eval_type == "accuracy"
-  setup, predict, learn = program
+  num_rows = tables[0].shape[0]
   if config.static_loops:
-    counts = tuple(component.table.shape[0] for component in program)
-  n_setup, n_predict, n_learn = counts
-  num_valid = task.y_valid.shape[0]
-  num_train = task.y_train.shape[0]
-  num_epochs = task.orders.shape[0]
-  keys = [jax.random.fold_in(key, phase) for phase in range(4)]
+    counts = tuple(table.shape[1] for table in tables)
+  num_tasks, num_train = task.y_train.shape
+  num_valid = task.y_valid.shape[1]
+  num_epochs = task.orders.shape[1]
+  size = task.x_train.shape[-1]
+  lanes = jnp.arange(num_tasks)
+  phase_keys = [_fold(keys, phase) for phase in range(4)]
+  run = lambda which, memory, keys: _run_component(
+      config, which, tables[which], plans[which], counts[which], memory, keys)
 
-  memory = Memory(jnp.zeros(config.num_scalars, dtype),
-                  jnp.zeros((config.num_vectors, size), dtype),
-                  jnp.zeros((config.num_matrices, size, size), dtype))
-  memory = _run_component(config, 0, setup, n_setup, memory, keys[_SETUP])
-
-  def masked(active, new, old):
-    """Keeps `old` where a padded example or epoch is inactive (only for ragged batches)."""
-    if not config.ragged:
-      return new
-    return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, old)
+  memory = Memory(jnp.zeros((num_rows, config.num_scalars), dtype),
+                  jnp.zeros((num_rows, config.num_vectors, size), dtype),
+                  jnp.zeros((num_rows, config.num_matrices, size, size), dtype))
+  memory = run(0, memory, phase_keys[_SETUP])
 
   def train_step(carry, inputs):
     memory, alive, steps = carry
-    step, index, active = inputs
-    x, y = task.x_train[index], task.y_train[index]
+    step, index, active = inputs  # index, active: [tasks]
+    x, y = task.x_train[lanes, index], task.y_train[lanes, index]
     updated = _with_input(memory, x, jnp.zeros((), dtype))
-    updated = _run_component(config, 1, predict, n_predict, updated,
-                             jax.random.fold_in(keys[_TRAIN_PREDICT], step))
+    updated = run(1, updated, _fold(phase_keys[_TRAIN_PREDICT], step))
     if accuracy:
-      updated = updated._replace(scalars=updated.scalars.at[1].set(_sigmoid(updated.scalars[1])))
-    error = jnp.abs(y - updated.scalars[1])
+      updated = updated._replace(
+          scalars=updated.scalars.at[:, 1].set(_sigmoid(updated.scalars[:, 1])))
+    error = jnp.abs(y - updated.scalars[:, 1])
     bad = (jnp.isnan(error) | (error > config.max_abs_error)) & active
     steps = steps + (alive & active)
     recorded = jnp.where(alive & active & ~bad, error, jnp.nan)
     alive = alive & ~bad
     updated = _with_input(updated, x, y)
-    updated = _run_component(config, 2, learn, n_learn, updated,
-                             jax.random.fold_in(keys[_TRAIN_LEARN], step))
-    return (masked(active, updated, memory), alive, steps), (
-        recorded if config.record_errors else None)
+    updated = run(2, updated, _fold(phase_keys[_TRAIN_LEARN], step))
+    if config.ragged:  # keeps the memory of padded examples and epochs
+      updated = _where_rows(active, updated, memory)
+    return (updated, alive, steps), recorded if config.record_errors else None
 
   def valid_step(carry, inputs):
     memory, ok, loss = carry
     step, x, y, active = inputs
-    updated = _run_component(config, 1, predict, n_predict, _with_input(memory, x, 0.0),
-                             jax.random.fold_in(keys[_VALID_PREDICT], step))
-    logit = updated.scalars[1]
+    updated = run(1, _with_input(memory, x, jnp.zeros((), dtype)),
+                  _fold(phase_keys[_VALID_PREDICT], step))
+    logit = updated.scalars[:, 1]
     if accuracy:
       error = jnp.where((y > 0.5) == (_sigmoid(logit) > 0.5), 0.0, 1.0).astype(dtype)
       term = error
@@ -223,24 +347,24 @@ def _evaluate_lane(config: Config, program: PackedPopulation, counts, task: Task
       term = error * error
     bad = (jnp.isnan(error) | (jnp.abs(error) > config.max_abs_error)) & active
     # After a failed example the original stops validating: later examples leave memory alone.
-    memory = jax.tree.map(lambda new, old: jnp.where(ok & active, new, old), updated, memory)
+    memory = _where_rows(ok & active, updated, memory)
     recorded = jnp.where(ok & active & ~bad, error, jnp.nan)
     loss = loss + jnp.where(active, term, 0.0)
     return (memory, ok & ~bad, loss), recorded if config.record_errors else None
 
   def epoch(carry, inputs):
     memory, alive, steps, best = carry
-    epoch_index, order = inputs
+    epoch_index, order = inputs  # order: [tasks, n_train]
     epoch_active = epoch_index < task.num_epochs
     train_ids = epoch_index * num_train + jnp.arange(num_train)
-    train_active = (jnp.arange(num_train) < task.num_train) & epoch_active
+    train_active = (jnp.arange(num_train)[:, None] < task.num_train) & epoch_active
     (memory, alive_after, steps), train_errors = jax.lax.scan(
-        train_step, (memory, alive, steps), (train_ids, order, train_active))
+        train_step, (memory, alive, steps), (train_ids, order.T, train_active))
     valid_ids = epoch_index * num_valid + jnp.arange(num_valid)
-    valid_active = (jnp.arange(num_valid) < task.num_valid) & epoch_active
+    valid_active = (jnp.arange(num_valid)[:, None] < task.num_valid) & epoch_active
     (memory, ok, loss), valid_errors = jax.lax.scan(
-        valid_step, (memory, jnp.array(True), jnp.zeros((), dtype)),
-        (valid_ids, task.x_valid, task.y_valid, valid_active))
+        valid_step, (memory, jnp.ones(num_rows, bool), jnp.zeros(num_rows, dtype)),
+        (valid_ids, jnp.swapaxes(task.x_valid, 0, 1), task.y_valid.T, valid_active))
     count = task.num_valid.astype(dtype)
     if accuracy:
       fitness = 1.0 - loss / count
@@ -250,47 +374,64 @@ def _evaluate_lane(config: Config, program: PackedPopulation, counts, task: Task
     best = jnp.where(alive_after & epoch_active, jnp.maximum(best, fitness), best)
     return (memory, alive_after, steps, best), (train_errors, valid_errors)
 
-  init = (memory, jnp.array(True), jnp.zeros((), jnp.int32), jnp.zeros((), dtype))
-  (_, _, steps, best), errors = jax.lax.scan(epoch, init, (jnp.arange(num_epochs), task.orders))
+  init = (memory, jnp.ones(num_rows, bool), jnp.zeros(num_rows, jnp.int32),
+          jnp.zeros(num_rows, dtype))
+  (_, _, steps, best), errors = jax.lax.scan(
+      epoch, init, (jnp.arange(num_epochs), jnp.swapaxes(task.orders, 0, 1)))
   if config.record_errors:
-    train_errors, valid_errors = errors[0][0], errors[1][0]
+    train_errors, valid_errors = errors[0][0].T, errors[1][0].T
     # Validation after an aborted first epoch never ran.
-    valid_errors = jnp.where(jnp.isnan(train_errors).any(), jnp.nan, valid_errors)
+    valid_errors = jnp.where(jnp.isnan(train_errors).any(-1, keepdims=True), jnp.nan,
+                             valid_errors)
     return LaneResult(best, steps, train_errors, valid_errors)
   return LaneResult(best, steps, None, None)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2, 6, 7))
-def _evaluate_batch(config: Config, table, widths: tuple[int, ...], counts, tasks: TaskBatch,
-                    key, paired: bool = False, fold: bool = False, row_folds=None) -> LaneResult:
+@functools.partial(jax.jit, static_argnums=(0, 2, 7, 8, 9))
+def _evaluate_batch(config: Config, table, widths: tuple[int, ...], plans, counts,
+                    tasks: TaskBatch, key, paired: bool = False, fold: bool = False,
+                    num_shards: int = 1, row_folds=None) -> LaneResult:
   """Lanes [P programs] x [T tasks], or [P] pairs (program i on task i) when `paired`.
 
   `table` holds the Setup, Predict and Learn tables of a PackedPopulation side by side (`widths`
-  slots each: one transfer instead of three), `counts` their loop bounds (and, when `fold`, a
-  number to fold into the key first). With `row_folds` [P, 2], `key` is a stack of keys and
-  program i uses `fold_in(key[row_folds[i, 0]], row_folds[i, 1])` (one key per island). The task
-  index is folded into the key, so identical programs get identical random draws.
+  slots each: one transfer instead of three), `plans` their SlotPlans with a leading shard axis
+  (None: select execution), `counts` their loop bounds (and, when `fold`, a number to fold into
+  the key first). With `row_folds` [P, 2], `key` is a stack of keys and program i uses
+  `fold_in(key[row_folds[i, 0]], row_folds[i, 1])` (one key per island). The task index is
+  folded into the key, so identical programs with one key get identical random draws. The
+  programs are split into `num_shards` equal parts, one per device.
   """
   starts = np.cumsum((0, *widths))
-  programs = PackedPopulation(*(PackedComponent(table[:, start:stop], None)
-                                for start, stop in zip(starts[:-1], starts[1:])))
   if fold:
     key = jax.random.fold_in(key, counts[3])
   counts = counts[:3]
   task_ids = jnp.arange(tasks.y_train.shape[0])
-  task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))
-  if paired:
-    return jax.vmap(_evaluate_lane, in_axes=(None, 0, None, 0, 0))(
-        config, programs, counts, tasks, task_keys(task_ids))
-  per_task = jax.vmap(_evaluate_lane, in_axes=(None, None, None, 0, 0))
   if row_folds is None:
-    return jax.vmap(per_task, in_axes=(None, 0, None, None, None))(
-        config, programs, counts, tasks, task_keys(task_ids))
-  program_keys = jax.vmap(lambda row: jax.random.fold_in(key[row[0]], row[1]))(row_folds)
-  lane_keys = jax.vmap(lambda k: jax.vmap(lambda t: jax.random.fold_in(k, t))(task_ids))(
-      program_keys)
-  return jax.vmap(per_task, in_axes=(None, 0, None, None, 0))(
-      config, programs, counts, tasks, lane_keys)
+    task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(task_ids)  # [T]
+  else:
+    program_keys = jax.vmap(lambda row: jax.random.fold_in(key[row[0]], row[1]))(row_folds)
+    task_keys = jax.vmap(lambda t: jax.vmap(lambda k: jax.random.fold_in(k, t))(
+        program_keys))(task_ids)  # [T, P]
+
+  def shard(table, plans, tasks, task_keys, counts):
+    tables = tuple(table[:, start:stop] for start, stop in zip(starts[:-1], starts[1:]))
+    plans = tuple(None if plan is None else SlotPlan(plan.rows[0], plan.chunks[0])
+                  for plan in plans)
+    if paired:
+      return _evaluate_rows(config, tables, plans, counts, tasks, task_keys)
+    one_task = lambda task, task_key: _evaluate_rows(
+        config, tables, plans, counts, jax.tree.map(lambda leaf: leaf[None], task),
+        task_key if task_key.ndim else task_key[None])  # the rows' keys [P], or one
+    return jax.vmap(one_task, out_axes=1)(tasks, task_keys)
+
+  if num_shards == 1:
+    return shard(table, plans, tasks, task_keys, counts)
+  split, whole = PartitionSpec("lanes"), PartitionSpec()
+  per_task = split if paired else whole
+  keys_spec = per_task if row_folds is None else PartitionSpec(None, "lanes")
+  return jax.shard_map(shard, mesh=_mesh(num_shards),
+                       in_specs=(split, split, per_task, keys_spec, whole), out_specs=split,
+                       check_vma=False)(table, plans, tasks, task_keys, counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,9 +444,15 @@ def bucket(n: int, minimum: int = 1) -> int:
 
 
 @functools.cache
+def _mesh(num_devices: int) -> Mesh:
+  """The first `num_devices` devices of the default backend along one axis, "lanes"."""
+  return Mesh(np.array(jax.devices()[:num_devices]), ("lanes",))
+
+
+@functools.cache
 def _shardings(num_devices: int):
   """(split along the first axis, replicated) over all devices of the default backend."""
-  mesh = Mesh(np.array(jax.devices()[:num_devices]), ("lanes",))
+  mesh = _mesh(num_devices)
   return NamedSharding(mesh, PartitionSpec("lanes")), NamedSharding(mesh, PartitionSpec())
 
 
@@ -354,19 +501,72 @@ def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
   number to fold), `key` is a stack of keys and each program folds its own (islands: one key and
   call count per island).
   """
+  if config.execution not in EXECUTIONS:
+    raise ValueError(f"execution must be one of {EXECUTIONS}, got {config.execution!r}")
   if counts is None:
     counts = tuple(int(c.length.max(initial=0)) for c in packed)
   if config.static_loops is None:
     config = config._replace(static_loops=jax.default_backend() != "cpu")
   if not _placed(tasks, config.dtype, paired):
     tasks = place_tasks(tasks, config.dtype, paired)
+  if config.execution == "auto":
+    config = config._replace(execution=choose_execution(config, tasks.x_train.shape[-1]))
   split = _split(packed.size)
+  num_shards = 1 if split is None else jax.device_count()
+  plans = (None,) * 3
+  if config.execution == "compact":
+    plans = jax.device_put(slot_plans(packed, config.op_sets, num_shards), split)
   table = jax.device_put(np.concatenate([c.table for c in packed], axis=1), split)
-  counts = np.array([*counts, 0 if fold is None else fold], np.int32)
+  if row_folds is not None and len(np.unique(row_folds, axis=0)) == 1:
+    key, fold, row_folds = key[int(row_folds[0, 0])], int(row_folds[0, 1]), None  # one key
   if row_folds is not None:
     row_folds = jax.device_put(np.asarray(row_folds, np.int32), split)
-  return _evaluate_batch(config, table, packed.widths, counts, tasks, key, paired,
-                         fold is not None, row_folds)
+  counts = np.array([*counts, 0 if fold is None else fold], np.int32)
+  return _evaluate_batch(config, table, packed.widths, plans, counts, tasks, key, paired,
+                         fold is not None, num_shards, row_folds)
+
+
+def slot_plans(packed: PackedPopulation, op_sets, num_shards: int = 1) -> tuple[SlotPlan, ...]:
+  """The compact execution's row lists of each component, per shard of the population
+  (SlotPlan fields with a leading shard axis; rows numbered within their shard)."""
+  plans = []
+  for component, op_set in zip(packed, op_sets):
+    families = op_families(op_set)
+    family_of = np.full(ops.NUM_OPS, len(families))  # NO_OP and ops outside the set: none
+    for g, family in enumerate(families):
+      family_of[list(family)] = g
+    num_rows, width = component.table.shape[:2]
+    local = num_rows // num_shards
+    capacity = -(-local // ROWS_PER_CHUNK) * ROWS_PER_CHUNK
+    family = family_of[component.table[..., 0].astype(np.int64)].reshape(num_shards, local, width)
+    rows = np.full((num_shards, len(families), width, capacity), local, np.int32)
+    count = np.zeros((num_shards, len(families), width), np.int32)
+    for g in range(len(families)):
+      hit = family == g  # [shards, local, width]
+      first = np.argsort(~hit, axis=1, kind="stable")  # the family's rows first, in order
+      count[:, g] = hit.sum(axis=1)
+      listed = np.arange(local)[None, :, None] < count[:, g, None, :]
+      rows[:, g, :, :local] = np.where(listed, first, local).transpose(0, 2, 1)
+    plans.append(SlotPlan(rows, -(-count // ROWS_PER_CHUNK)))
+  return tuple(plans)
+
+
+def choose_execution(config: Config, features: int) -> str:
+  """The execution the cost model expects to be faster for this configuration: "compact" when
+  some component's op set costs more per program and slot than COMPACT_ABOVE element operations
+  (measured on a 2-core CPU with benchmarks/evaluator_throughput.py), else "select"."""
+  work = max(sum(op_work(i, features) for i in op_set) for op_set in config.op_sets)
+  return "compact" if work > COMPACT_ABOVE else "select"
+
+
+def op_work(op_id: int, features: int) -> int:
+  """Element operations of one op at feature size F: the largest of its operands and result,
+  F^3 for the matrix product."""
+  if op_id in _SOLO_OPS:
+    return features ** 3
+  spec = ops.OPS[op_id]
+  elements = {ops.SCALAR: 1, ops.VECTOR: features, ops.MATRIX: features * features}
+  return max(elements[kind] for kind in (*spec.inputs, spec.output))
 
 
 def pack_population(programs: Sequence[Program], widths=None,

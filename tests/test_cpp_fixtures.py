@@ -50,7 +50,8 @@ def test_interpreter_matches_original(fixtures):
     check(fixture, result.fitness, result.train_steps)
 
 
-def test_batched_evaluator_matches_original_in_float64(fixtures):
+@pytest.mark.parametrize("execution", ["select", "compact"])
+def test_batched_evaluator_matches_original_in_float64(fixtures, execution):
   """All fixtures in 6 compiled calls: program i on task i, tasks padded to common sizes."""
   groups = collections.defaultdict(list)
   for case in fixtures:
@@ -65,7 +66,7 @@ def test_batched_evaluator_matches_original_in_float64(fixtures):
     packed = ev.pack_population([p for _, p, _ in cases], population_bucket=size)
     batch = ev.stack_bucketed([t for _, _, t in cases])
     config = ev.Config(20, 20, 20, op_sets, eval_type=eval_type, dtype="float64",
-                       ragged=batch.ragged)
+                       ragged=batch.ragged, execution=execution)
     result = ev.run_packed(config, packed, batch, jax.random.key(0), paired=True)
     fitness, steps = np.asarray(result.fitness), np.asarray(result.train_steps)
     for i, (fixture, _, _) in enumerate(cases):

@@ -1,10 +1,14 @@
 """Differential test: the batched JAX evaluator against the NumPy interpreter on random programs.
 
-2,304 random programs over all deterministic ops and over the op subsets of the shipped configs,
-F in {4, 8, 16}, regression and accuracy tasks, 1 and 2 epochs, ragged example counts, float64 and
-float32. Random-draw ops are left out of the exact comparison (uniform-set ops appear with
-low >= high, which is deterministic); `test_ops.py` checks their distributions.
+2,304 random programs over all deterministic ops and over the op sets of every shipped config
+(experiments/configs/*.flags), F in {4, 8, 16}, regression and accuracy tasks, 1 and 2 epochs,
+ragged example counts, float64 and float32, through both executions (select and compact).
+Random-draw ops are left out of the exact comparison (uniform-set ops appear with low >= high,
+which is deterministic); `test_ops.py` checks their distributions and `test_evaluator.py` that
+both executions draw the same numbers.
 """
+
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -21,12 +25,22 @@ from azero_jax.tasks.task import Task
 MEMORY = (8, 8, 3)
 PROGRAMS_PER_GROUP = 384
 DETERMINISTIC = tuple(range(0, 62))  # 59-61 are made deterministic (low >= high) below
-SUBSETS = {
-    "all": (DETERMINISTIC,) * 3,
-    "demo": ((56, 27, 2, 3, 18, 23),) * 3,
-    "baseline": ((56, 59, 60, 61), (1, 31, 48, 27, 23), (1, 2, 3, 18, 23, 16, 25, 28, 39)),
-    "integration_linear": ((56,), (27,), (2, 3, 18, 23)),
-}
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def shipped_op_sets() -> dict[str, tuple[tuple[int, ...], ...]]:
+  """Setup, Predict and Learn op sets of every shipped flag file, without the Gaussian draws."""
+  op_sets = {}
+  for path in sorted(CONFIGS.glob("*.flags")):
+    flags = dict(line.strip().lstrip("-").split("=", 1) for line in path.read_text().splitlines()
+                 if "_ops=" in line and not line.lstrip().startswith("#"))
+    op_sets[path.stem] = tuple(
+        tuple(i for i in ops.parse_op_list(flags.get(f"{name}_ops", "")) if i in DETERMINISTIC)
+        for name in ("setup", "predict", "learn"))
+  return op_sets
+
+
+SUBSETS = {"all": (DETERMINISTIC,) * 3, **shipped_op_sets()}
 STD_OPS = {53, 54, 55}
 OP_SETS = tuple(ev.normalize_op_set(set().union(*(s[i] for s in SUBSETS.values())))
                 for i in range(3))
@@ -47,7 +61,7 @@ def random_program(rng: np.random.Generator) -> Program:
   memory = Memory(*MEMORY)
   parts = []
   for op_list in subset:
-    size = int(rng.integers(0, 9))
+    size = int(rng.integers(0, 9)) if op_list else 0
     parts.append([_deterministic(random_instruction(int(rng.choice(op_list)), memory, rng))
                   for _ in range(size)])
   writes_scalar = [i for i in subset[1] if ops.OPS[i].output == ops.SCALAR]
@@ -79,18 +93,25 @@ def case(request):
   return programs, tasks, eval_type
 
 
-def _batched(programs, tasks, eval_type, dtype):
+def _batched(programs, tasks, eval_type, dtype, execution):
   packed = ev.pack_population(programs, widths=(16, 16, 16), population_bucket=len(programs))
   batch = ev.stack_tasks(tasks, num_train=32, num_valid=16, num_epochs=2)
-  config = ev.Config(*MEMORY, OP_SETS, eval_type=eval_type, dtype=dtype, ragged=True)
+  config = ev.Config(*MEMORY, OP_SETS, eval_type=eval_type, dtype=dtype, ragged=True,
+                     execution=execution)
   result = ev.run_packed(config, packed, batch, jax.random.key(0), paired=True)
   return np.asarray(result.fitness, np.float64), np.asarray(result.train_steps)
 
 
+def test_every_shipped_config_is_drawn_from():
+  assert {"demo", "baseline", "all_ops", "integration_nonlinear"} <= set(SUBSETS)
+  assert SUBSETS["all_ops"] == (DETERMINISTIC[1:],) * 3
+
+
+@pytest.mark.parametrize("execution", ["select", "compact"])
 @pytest.mark.parametrize("dtype,tolerance", [("float64", 1e-6), ("float32", 1e-3)])
-def test_batched_evaluator_matches_interpreter(case, dtype, tolerance):
+def test_batched_evaluator_matches_interpreter(case, dtype, tolerance, execution):
   programs, tasks, eval_type = case
-  fitness, steps = _batched(programs, tasks, eval_type, dtype)
+  fitness, steps = _batched(programs, tasks, eval_type, dtype, execution)
   expected = [run(p, t, num_scalars=MEMORY[0], num_vectors=MEMORY[1], num_matrices=MEMORY[2],
                   dtype=np.dtype(dtype)) for p, t in zip(programs, tasks)]
   expected_fitness = np.array([r.fitness for r in expected])

@@ -117,15 +117,18 @@ def test_a_key_folded_inside_the_call_gives_the_draws_of_a_key_folded_before():
   assert not np.array_equal(before, other)  # the random ops really draw from the key
 
 
-def test_results_do_not_depend_on_the_compiled_batch_size():
+@pytest.mark.parametrize("execution", ev.EXECUTIONS[1:])
+def test_results_do_not_depend_on_the_compiled_batch_size(execution):
   """Sums inside ops are explicit adds in a fixed order (the original's, ops._eigen_sum): XLA:CPU
-  picks a reduction or dot kernel by size, which changed last bits with the batch size."""
+  picks a reduction or dot kernel by size, which changed last bits with the batch size. Compact
+  execution's row lists change with the batch too."""
   op_list = tuple(op.id for op in ops.OPS[1:] if ops.MATRIX in (op.output, *op.inputs))
   randomizer = Randomizer((op_list,) * 3, Memory(4, 3, 3))
   programs = randomizer.programs(initial_program(InitModel.NO_OP, (6, 4, 6)), 16,
                                  np.random.default_rng(3)).packed
   tasks = ev.stack_tasks([linear_task(4, 10, 10, param_seed=i, data_seed=i) for i in range(10)])
-  config = ev.Config(4, 3, 3, (ev.normalize_op_set(op_list),) * 3, record_errors=True)
+  config = ev.Config(4, 3, 3, (ev.normalize_op_set(op_list),) * 3, record_errors=True,
+                     execution=execution)
   errors = {}
   for size in (16, 128, 256):
     result = ev.run_packed(config, ev.pad_population(programs, size), tasks, jax.random.key(0))
@@ -134,3 +137,94 @@ def test_results_do_not_depend_on_the_compiled_batch_size():
   assert np.isfinite(errors[16]).mean() > 0.5  # mostly real errors, not aborted runs
   np.testing.assert_array_equal(errors[128], errors[16])
   np.testing.assert_array_equal(errors[256], errors[16])
+
+
+ALL_OPS = tuple(range(1, ops.NUM_OPS))
+TRANSCENDENTAL = {ops.OP_BY_NAME[f"SCALAR_{name}"].id
+                  for name in ("SIN", "COS", "TAN", "ARCSIN", "ARCCOS", "ARCTAN", "EXP", "LOG")}
+
+
+def all_op_programs(count: int, seed: int):
+  """Random programs over all 64 ops (random draws included), with duplicates."""
+  randomizer = Randomizer((ALL_OPS,) * 3, Memory(4, 3, 3))
+  programs = randomizer.programs(initial_program(InitModel.NO_OP, (5, 6, 7)), count - 2,
+                                 np.random.default_rng(seed))
+  return [*programs, programs[0], programs[1]]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compact_execution_gives_the_bits_of_select_execution(dtype):
+  """Same fitness, steps and per-example errors, random draws included, for program i on task i
+  and for every program on every task: to the last bit, except that XLA:CPU's transcendental
+  functions (arctan seen) may round the last bit differently in the other execution's fusion."""
+  programs = all_op_programs(24, seed=5)
+  tasks = [linear_task(4, 12, 6, param_seed=i, data_seed=i) for i in range(24)]
+  packed = ev.pack_population(programs, widths=(8, 8, 8))
+  results = {}
+  for execution in ("select", "compact"):
+    config = ev.Config(4, 3, 3, (ALL_OPS,) * 3, dtype=dtype, record_errors=True,
+                       execution=execution)
+    for paired, batch in ((True, ev.stack_tasks(tasks + tasks[:8])),
+                          (False, ev.stack_tasks(tasks[:3]))):
+      result = ev.run_packed(config, packed, batch, jax.random.key(1), paired=paired)
+      results[execution, paired] = [np.asarray(field) for field in result]
+  transcendental = np.array([bool(p.ops_used() & TRANSCENDENTAL) for p in programs] + [False] * 8)
+  assert 0 < transcendental.sum() < len(programs)
+  for paired in (True, False):
+    for select, compact in zip(results["select", paired], results["compact", paired]):
+      np.testing.assert_array_equal(compact[~transcendental], select[~transcendental])
+      # NaN (aborts) in the same places, values to the last bits.
+      np.testing.assert_allclose(compact[transcendental], select[transcendental],
+                                 rtol=1e-6 if dtype == "float32" else 1e-14, atol=0)
+  fitness = results["select", False][0][:len(programs)]
+  assert len(np.unique(fitness.round(9))) > 5 and (fitness > 0).sum() > 5  # programs differ
+  steps = results["select", True][1]
+  assert (steps < 12).sum() > 3  # some abort early: the row lists outlive their programs
+
+
+def test_compact_execution_compiles_once_for_new_programs():
+  """Row lists are data: populations with other ops at other slots reuse the compiled call."""
+  tasks = ev.stack_tasks([linear_task(4, 8, 4, param_seed=i, data_seed=i) for i in range(2)])
+  config = ev.Config(4, 3, 3, (ALL_OPS,) * 3, execution="compact")
+  before = ev._evaluate_batch._cache_size()
+  fitness = [np.asarray(ev.run_packed(config, ev.pack_population(all_op_programs(16, seed),
+                                                                 widths=(8, 8, 8)),
+                                      tasks, jax.random.key(0)).fitness)
+             for seed in range(4)]
+  assert ev._evaluate_batch._cache_size() - before == 1
+  assert len({f.tobytes() for f in fitness}) == 4
+
+
+def test_slot_plans_list_each_family_rows_per_shard():
+  text = ("def Setup():\n  m0 = matmul(m1, m2)\n  m1 = m0 + m2\n  s1 = mean(m0)\n"
+          "def Predict():\ndef Learn():\n")
+  matmul_sum_mean = Program.from_text(text)
+  sum_only = Program.from_text("def Setup():\n  m1 = m0 + m2\ndef Predict():\ndef Learn():\n")
+  empty = NO_OP
+  packed = ev.pack_population([matmul_sum_mean, sum_only, empty, matmul_sum_mean],
+                              widths=(3, 1, 1), population_bucket=4)
+  op_set = ev.normalize_op_set([43, 39, 51, 2, 27])  # 2 and 27 (no matrix) stay selected
+  assert ev.op_families(op_set) == ((39,), (43,), (51,))
+  setup = ev.slot_plans(packed, (op_set, (), ()), num_shards=2)[0]
+  chunk = ev.ROWS_PER_CHUNK
+  assert setup.rows.shape == (2, 3, 3, chunk) and setup.chunks.shape == (2, 3, 3)
+  # Shard 0 holds programs 0 and 1, shard 1 programs 2 and 3 (local rows 0 and 1; 2 = dummy).
+  np.testing.assert_array_equal(setup.rows[0, :, :, :3], [[[1, 2, 2], [0, 2, 2], [2, 2, 2]],
+                                                          [[0, 2, 2], [2, 2, 2], [2, 2, 2]],
+                                                          [[2, 2, 2], [2, 2, 2], [0, 2, 2]]])
+  np.testing.assert_array_equal(setup.rows[1, :, :, :3], [[[2, 2, 2], [1, 2, 2], [2, 2, 2]],
+                                                          [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
+                                                          [[2, 2, 2], [2, 2, 2], [1, 2, 2]]])
+  np.testing.assert_array_equal(setup.chunks, [[[1, 1, 0], [1, 0, 0], [0, 0, 1]],
+                                               [[0, 1, 0], [1, 0, 0], [0, 0, 1]]])
+
+
+def test_cost_model_selects_for_the_demo_and_compacts_all_ops():
+  demo = ev.Config(4, 3, 1, (ev.normalize_op_set((56, 27, 2, 3, 18, 23)),) * 3)
+  all_ops = ev.Config(8, 14, 3, (ALL_OPS,) * 3)
+  assert ev.choose_execution(demo, 4) == "select"
+  assert ev.choose_execution(all_ops, 16) == "compact"
+  with pytest.raises(ValueError, match="execution"):
+    ev.run_packed(demo._replace(execution="fast"), ev.pack_population([LINEAR]),
+                  ev.stack_tasks([linear_task(4, 8, 4, param_seed=0, data_seed=0)]),
+                  jax.random.key(0))

@@ -320,7 +320,9 @@ class SearchEvaluator:
     self.full_evaluations += rows.size
     size = compact_bucket(rows.size, self.bucket)
     packed = evaluator.pad_population(stripped.take(rows), size)
-    row_folds = np.zeros((size, 2), np.int64)
+    row_folds = np.zeros((size, 2), np.int64)  # padding rows copy the first row's key
+    row_folds[:, 0] = islands[rows[0]]
+    row_folds[:, 1] = self._calls[islands[rows[0]]]
     row_folds[:rows.size, 0] = islands[rows]
     row_folds[:rows.size, 1] = self._calls[islands[rows]]
     self._calls[np.unique(islands[rows])] += 1
