@@ -88,15 +88,16 @@ def test_every_piece_of_the_state_survives_a_round_trip(evolution):
     assert_same(snapshot, restored)
     assert meta["extra"] == {"progress_lines": 3}
     assert meta["evaluations"] == snapshot.evaluations
-  cache = mid_search[-1].current.evaluator["cache"]
-  assert len(cache.keys) > 100 and cache.hits > 0  # a real FEC cache was saved
+  caches = mid_search[-1].current.evaluator["caches"]
+  assert len(caches) == 1  # one island, one cache
+  assert len(caches[0].keys) > 100 and caches[0].hits > 0  # a real FEC cache was saved
 
 
 def test_random_search_state_survives_a_round_trip():
   config_ = config("--strategy=random", "--max_train_steps=40000")
   _, _, snapshots = captured_run(config_)
   snapshot = next(s for s in snapshots if s.current is not None)
-  assert snapshot.current.progress.state.best_program is not None
+  assert snapshot.current.progress.state.best_programs is not None
   assert_same(snapshot, round_trip(snapshot, config_)[0])
 
 

@@ -120,7 +120,7 @@ def test_learn_only_keeps_the_forward_pass():
     search = cmp.make_strategy(comparison, strategy)
     state = search.init()
     for _ in range(4):  # the initial population, then children
-      programs = search.ask(state, rng)
+      programs = search.ask(state, [rng])
       assert all(p.setup == fixed.setup and p.predict == fixed.predict for p in programs)
       assert any(p.learn != fixed.learn for p in programs)
       state = search.tell(state, programs, rng.random(len(programs)))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from azero_jax.program import Program
+from azero_jax.program import Program, ProgramBatch
 from azero_jax.search.driver import progress_line, progress_report
 from azero_jax.search.evolution import RegularizedEvolution, batch_length, tournament
 from azero_jax.search.generator import InitModel, initial_program
@@ -33,8 +33,8 @@ def toy_fitness(program: Program) -> float:
 
 def evolve(strategy, rng, num_individuals):
   state = strategy.init()
-  while state.num_individuals < num_individuals:
-    children = strategy.ask(state, rng)
+  while state.num_individuals[0] < num_individuals:
+    children = strategy.ask(state, [rng])
     state = strategy.tell(state, children, np.array([toy_fitness(c) for c in children]))
   return state
 
@@ -66,19 +66,20 @@ def test_initial_population_then_children_replace_the_oldest():
   rng = np.random.default_rng(0)
   state = strategy.init()
   sizes = []
-  while len(state.programs) < 10:
-    children = strategy.ask(state, rng)
+  while state.num_individuals[0] < 10:
+    children = strategy.ask(state, [rng])
     sizes.append(len(children))
     state = strategy.tell(state, children, np.arange(len(children)) / 10)
-  assert sizes == [4, 4, 2] and state.num_individuals == 10
-  before = state.programs
-  children = strategy.ask(state, rng)
+  assert sizes == [4, 4, 2] and state.num_individuals.tolist() == [10]
+  assert len(state.programs) == 10
+  before = state.programs[:]  # a tuple of Programs (tell updates the table in place)
+  children = strategy.ask(state, [rng])
   state = strategy.tell(state, children, np.ones(4))
   assert state.programs[:4] == tuple(children) and state.programs[4:] == before[4:]
-  children = strategy.ask(state, rng)
+  children = strategy.ask(state, [rng])
   state = strategy.tell(state, children, np.ones(4))
   assert state.programs[4:8] == tuple(children)
-  assert len(strategy.ask(state, rng)) == 2  # the sweep ends at 20 individuals
+  assert len(strategy.ask(state, [rng])) == 2  # the sweep ends at 20 individuals
 
 
 def one_at_a_time(population_size, tournament_size, num_individuals, seed):
@@ -104,23 +105,25 @@ def test_batch_of_one_reproduces_the_one_at_a_time_loop():
   state = evolve(strategy, np.random.default_rng(5), 95)
   programs, fitness = one_at_a_time(20, 4, 95, seed=5)
   assert list(state.programs) == programs
-  np.testing.assert_array_equal(state.fitness, fitness)
+  np.testing.assert_array_equal(state.fitness, [fitness])
 
 
 def test_batched_evolution_improves_the_toy_fitness():
   strategy = RegularizedEvolution(MUTATOR, random_programs, population_size=50, tournament_size=5,
                                   batch_size=25)
   state = evolve(strategy, np.random.default_rng(1), 3000)
-  assert state.num_individuals == 3000
+  assert state.num_individuals.tolist() == [3000]
   assert state.fitness.mean() > 0.6
 
 
 def test_candidate_is_the_first_best_of_the_final_population():
   strategy = RegularizedEvolution(MUTATOR, random_programs, 3, 2)
   programs = tuple(random_program(np.random.default_rng(i)) for i in range(3))
-  state = strategy.init().replace(programs=programs, fitness=np.array([0.2, 0.7, 0.7]),
-                                  num_individuals=3)
-  assert strategy.candidate(state) == (programs[1], 0.7)
+  state = strategy.init().replace(programs=ProgramBatch.of(programs),
+                                  fitness=np.array([[0.2, 0.7, 0.7]]),
+                                  num_individuals=np.array([3]))
+  candidates, fitness = strategy.candidates(state)
+  assert list(candidates) == [programs[1]] and fitness.tolist() == [0.7]
 
 
 def test_parameters_are_validated():
@@ -138,21 +141,23 @@ def test_random_search_keeps_the_best_ever_and_counts_successes():
              np.array([0.0, 0.1])]
   asked = []
   for fitness in batches:
-    children = strategy.ask(state, rng)
+    children = strategy.ask(state, [rng])
     asked.append(children)
     state = strategy.tell(state, children, fitness)
-  assert strategy.candidate(state) == (asked[0][1], 0.9)  # the first of the tied best, aged out
-  assert state.num_successes == 3 and state.num_individuals == 8
-  np.testing.assert_array_equal(strategy.population_fitness(state), [0.6, 0.3, 0.0, 0.1])
+  candidates, best_fitness = strategy.candidates(state)
+  # The first of the tied best, aged out of the window.
+  assert list(candidates) == [asked[0][1]] and best_fitness.tolist() == [0.9]
+  assert state.num_successes.tolist() == [3] and state.num_individuals.tolist() == [8]
+  np.testing.assert_array_equal(strategy.population_fitness(state), [[0.6, 0.3, 0.0, 0.1]])
   assert all(p.sizes == (3, 2, 3) for batch in asked for p in batch)
 
 
 def test_progress_line_format_and_statistics():
-  fitness = np.array([0.25, 0.75, 0.75])
+  fitness = np.array([[0.25, 0.75, 0.75]])  # [K = 1 island, P]
   line = progress_line(progress_report(11000, 3.9, fitness, None))
   assert line == ("indivs=11000, elapsed_secs=3, mean=0.583333, stdev=0.235702, "
                   "best fit=0.750000,")
-  assert progress_line(progress_report(1, 0, np.ones(2), 0.5)).endswith(
+  assert progress_line(progress_report(1, 0, np.ones((1, 2)), 0.5)).endswith(
       "best fit=1.000000, fec hit rate=0.5000")
   # Population std from E[f^2] - mean^2, clipped at 0 (no NaN from rounding).
-  assert "stdev=0.000000" in progress_line(progress_report(1, 0, np.full(7, 0.1), None))
+  assert "stdev=0.000000" in progress_line(progress_report(1, 0, np.full((1, 7), 0.1), None))

@@ -1,9 +1,11 @@
 """The FEC cache and fingerprint keys (REFERENCE.md §6)."""
 
+import collections
+
 import numpy as np
 import pytest
 
-from azero_jax.search.fec import FecCache, Pending, fingerprint_keys
+from azero_jax.search.fec import FecCache, fingerprint_keys
 
 TRAIN = [0.5, 0.25, 1.0 / 3.0]
 VALID = [0.125, 2.0]
@@ -77,14 +79,15 @@ def key(train, valid, task_index, num_train_steps):
 
 def test_keys_are_deterministic_and_array_agnostic():
   first = key(TRAIN, VALID, 3, 100)
-  assert isinstance(first, bytes)
+  assert isinstance(first, np.uint64)
   assert first == key(np.array(TRAIN), np.array(VALID), 3, 100)
   assert first == key(tuple(TRAIN), VALID, np.int64(3), 100)
 
 
 def test_keys_are_vectorised_over_lanes():
   keys = fingerprint_keys([TRAIN, TRAIN], [VALID, VALID], [3, 4], 100)
-  assert keys == [key(TRAIN, VALID, 3, 100), key(TRAIN, VALID, 4, 100)]
+  assert keys.dtype == np.uint64
+  assert keys.tolist() == [key(TRAIN, VALID, 3, 100), key(TRAIN, VALID, 4, 100)]
 
 
 def test_key_treats_signed_zeros_equal():
@@ -109,8 +112,8 @@ def test_key_distinguishes_every_part():
 def test_fill_keeps_count_and_position():
   cache = FecCache(cache_size=2, forget_every=3)
   found = cache.lookup_batch([1, 2, 1])  # a miss, a miss, a hit on the first placeholder
-  assert found.missed == [0, 1] and found.pending == [(2, 0)]
-  cache.fill(found.placeholders, [0.5, 0.2])
+  assert found.missed.tolist() == [0, 1] and found.pending.tolist() == [[2, 0]]
+  cache.fill([0.5, 0.2])
   cache.insert(3, 0.3)  # evicts 2, the least recently used
   assert 2 not in cache
   assert cache.lookup(1) == 0.5 and 1 not in cache  # the third count forgets it
@@ -118,8 +121,8 @@ def test_fill_keeps_count_and_position():
 
 def test_fill_of_an_evicted_placeholder_changes_nothing():
   cache = FecCache(cache_size=1)
-  found = cache.lookup_batch([1, 2])  # 2 evicts 1's placeholder
-  cache.fill(found.placeholders, [0.1, 0.2])
+  cache.lookup_batch([1, 2])  # 2 evicts 1's placeholder
+  cache.fill([0.1, 0.2])
   assert 1 not in cache and cache.lookup(2) == 0.2
 
 
@@ -127,21 +130,92 @@ def test_lookup_batch_reserves_misses_for_later_duplicates():
   cache = FecCache(forget_every=3)
   cache.insert(1, 0.5)
   found = cache.lookup_batch([2, 1, 2, 2, 1])
-  assert found[:3] == ([0.0, 0.5, 0.0, 0.0, 0.5], [0], [(2, 0), (3, 0)])
-  assert found.placeholders == [[Pending(0), 3]]  # the entry of key 2, forgotten at count 3
+  assert found.fitness.tolist() == [0.0, 0.5, 0.0, 0.0, 0.5]
+  assert found.missed.tolist() == [0] and found.pending.tolist() == [[2, 0], [3, 0]]
   assert (cache.hits, cache.misses) == (4, 1)
   assert 1 not in cache and 2 not in cache  # both reached the third count
+  cache.fill([0.7])  # the placeholder of key 2 was forgotten at count 3: nothing comes back
+  assert len(cache) == 0
 
 
 def test_lookup_batch_forgets_within_a_batch_and_points_hits_at_the_latest_miss():
   cache = FecCache(forget_every=3)
   found = cache.lookup_batch([7, 7, 7, 7, 7])
   # Miss (count 1), two hits on the placeholder (the second forgets it), miss again, one hit.
-  assert found.missed == [0, 3] and found.pending == [(1, 0), (2, 0), (4, 3)]
+  assert found.missed.tolist() == [0, 3]
+  assert found.pending.tolist() == [[1, 0], [2, 0], [4, 3]]
   assert (cache.hits, cache.misses) == (3, 2)
 
 
 def test_lookup_batch_evicts_like_insert():
   cache = FecCache(cache_size=2)
-  assert cache.lookup_batch([1, 2, 3]).missed == [0, 1, 2]
+  assert cache.lookup_batch([1, 2, 3]).missed.tolist() == [0, 1, 2]
   assert 1 not in cache and len(cache) == 2
+
+
+class OneAtATime:
+  """The original's LRU cache written out: keys looked up one after another, a miss inserting a
+  placeholder that `fill` sets once the batch is evaluated."""
+
+  def __init__(self, cache_size, forget_every):
+    self.size, self.forget = cache_size, forget_every
+    self.entries = collections.OrderedDict()  # key -> [fitness or ("pending", position), count]
+    self.hits = self.misses = 0
+
+  def lookup_batch(self, keys):
+    fitness, missed, pending, self.placeholders = [], [], [], []
+    for position, key in enumerate(keys):
+      entry = self.entries.get(key)
+      if entry is None:
+        entry = self.entries[key] = [("pending", position), 1]
+        if len(self.entries) > self.size:
+          self.entries.popitem(last=False)
+        self.misses += 1
+        missed.append(position)
+        fitness.append(0.0)
+        self.placeholders.append(entry)
+        continue
+      self.hits += 1
+      entry[1] += 1
+      if self.forget and entry[1] >= self.forget:
+        del self.entries[key]
+      else:
+        self.entries.move_to_end(key)
+      if isinstance(entry[0], tuple):
+        pending.append([position, entry[0][1]])
+        fitness.append(0.0)
+      else:
+        fitness.append(entry[0])
+    return fitness, missed, pending
+
+  def fill(self, fitness):
+    for entry, value in zip(self.placeholders, fitness):
+      entry[0] = value
+
+
+@pytest.mark.parametrize("cache_size,forget_every", [(3, 0), (3, 2), (5, 3), (8, 4), (100, 3)])
+def test_lookup_batch_equals_looking_the_keys_up_one_at_a_time(cache_size, forget_every):
+  """Random batches with many repeats, evictions and forgetting: the outcome of every batch and
+  the cache after it (LRU order, fitness, counts) equal the one-at-a-time original's."""
+  rng = np.random.default_rng(cache_size * 10 + forget_every)
+  cache, reference = FecCache(cache_size, forget_every), OneAtATime(cache_size, forget_every)
+  num_batches = 150
+  for batch in range(num_batches):
+    keys = rng.integers(0, 12, rng.integers(1, 16)).tolist()
+    found = cache.lookup_batch(keys)
+    fitness, missed, pending = reference.lookup_batch(keys)
+    assert found.fitness.tolist() == fitness, batch
+    assert found.missed.tolist() == missed, batch
+    assert found.pending.tolist() == pending, batch
+    values = (batch + np.arange(len(missed))) / 1000
+    cache.fill(values)
+    reference.fill(values)
+    state = cache.state()
+    assert state.keys.tolist() == list(reference.entries), batch
+    assert state.fitness.tolist() == [entry[0] for entry in reference.entries.values()], batch
+    assert state.counts.tolist() == [entry[1] for entry in reference.entries.values()], batch
+    assert (state.hits, state.misses) == (reference.hits, reference.misses), batch
+  # Both paths were checked: the sequential one serves the batches where an eviction meets a
+  # key of the batch (only with fewer slots than keys), the array path the others.
+  assert cache.sequential_batches < num_batches
+  assert (cache.sequential_batches > 0) == (cache_size < 12)

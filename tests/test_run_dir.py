@@ -93,7 +93,9 @@ def test_a_run_writes_its_files_and_overwrite_replaces_only_them(tmp_path):
   printed = [line for line in lines if line.startswith("indivs=")]
   assert len(progress) == len(printed) > 1
   assert list(progress[0]) == ["experiment", "evaluations", "elapsed_secs", "mean", "stdev",
-                               "best", "fec_hit_rate"]
+                               "best", "fec_hit_rate", "island_best", "island_mean"]
+  assert all(r["island_best"] == [r["best"]] and r["island_mean"] == [r["mean"]]
+             for r in progress)  # one island
   assert printed[-1].startswith(f"indivs={progress[-1]['evaluations']}, ")
   assert f"best fit={progress[-1]['best']:.6f}, " in printed[-1]
   best_text = (path / "best_program.txt").read_text()
@@ -214,18 +216,30 @@ def assert_same_run(path, whole):
 
 
 @pytest.fixture(scope="module")
-def whole(tmp_path_factory):
-  path = tmp_path_factory.mktemp("whole") / "run"
-  return path, complete(path)
+def wholes(tmp_path_factory):
+  """The uninterrupted run with some extra flags: (its directory, its stdout), made once."""
+  runs = {}
+
+  def whole(*args):
+    if args not in runs:
+      path = tmp_path_factory.mktemp("whole") / "run"
+      runs[args] = path, complete(path, *args)
+    return runs[args]
+  return whole
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, whole):
-  whole_path, whole_stdout = whole
+ISLANDS = ("--num_islands=3", "--migration_every=200", "--migration_size=5")
+
+
+@pytest.mark.parametrize("args", [(), ISLANDS], ids=["one island", "islands with migration"])
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, wholes, args):
+  whole_path, whole_stdout = wholes(*args)
   path = tmp_path / "run"
-  process = launch(path)
+  process = launch(path, *args)
   wait_until((path / "checkpoints" / "ckpt-000003.npz").exists, process)
   refused = subprocess.run(  # the directory is in use
-      [sys.executable, "-m", "experiments.run_search", *FLAGS, f"--run_dir={path}", "--resume"],
+      [sys.executable, "-m", "experiments.run_search", *FLAGS, *args, f"--run_dir={path}",
+       "--resume"],
       cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert refused.returncode == 2 and process.poll() is None
   assert refused.stderr == f"error: --run_dir: {path} is in use by pid {process.pid} on host " \
@@ -233,9 +247,10 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, whole):
   process.kill()
   process.communicate()
   logged = len((path / "progress.jsonl").read_text().splitlines())
-  resumed = checkpoint.load_latest(path / "checkpoints", run_search.config_from_flags(parse()))
+  resumed = checkpoint.load_latest(path / "checkpoints",
+                                   run_search.config_from_flags(parse(*args)))
   assert resumed.extra["progress_lines"] <= logged
-  stdout = complete(path, "--resume")  # takes over the lock the killed run left
+  stdout = complete(path, *args, "--resume")  # takes over the lock the killed run left
   assert "Resuming evolution experiment 1 at " in stdout
   printed = progress_lines(stdout)
   assert printed and printed == progress_lines(whole_stdout)[-len(printed):]
@@ -244,7 +259,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, whole):
   assert len(json.loads((path / "run.json").read_text())["resumes"]) == 1
 
 
-def test_sigterm_stops_after_a_checkpoint_and_the_run_resumes(tmp_path, whole):
+def test_sigterm_stops_after_a_checkpoint_and_the_run_resumes(tmp_path, wholes):
   path = tmp_path / "run"
   process = launch(path, "--checkpoint_every=0", "--checkpoint_every_secs=0")
   progress = path / "progress.jsonl"
@@ -259,4 +274,4 @@ def test_sigterm_stops_after_a_checkpoint_and_the_run_resumes(tmp_path, whole):
   assert loaded.snapshot.evaluations >= json.loads(progress.read_text().splitlines()[1])[
       "evaluations"]
   complete(path, "--resume")
-  assert_same_run(path, whole[0])
+  assert_same_run(path, wholes()[0])

@@ -37,10 +37,10 @@ def search_until(config_, threshold, max_individuals):
   fitness = search_evaluator(config_, config_.search_tasks.build(), jax.random.key(0))
   rng = np.random.default_rng(config_.random_seed)
   state = strategy.init()
-  while state.num_individuals < max_individuals:
-    children = strategy.ask(state, rng)
+  while state.num_individuals[0] < max_individuals:
+    children = strategy.ask(state, [rng])
     state = strategy.tell(state, children, fitness.evaluate(children).fitness)
-    if len(state.programs) == config_.population_size and state.fitness.max() > threshold:
+    if state.num_individuals[0] >= config_.population_size and state.fitness.max() > threshold:
       break
   return state
 
@@ -107,7 +107,7 @@ def test_launcher_exits_with_the_message_and_no_traceback():
 def test_linear_integration_solves_within_100000_individuals():
   state = search_until(config("integration_linear", f"--random_seed={LINEAR_SEED}",
                               "--batch_size=100"), 0.999, 100_000)
-  assert state.fitness.max() > 0.999 and state.num_individuals <= 100_000
+  assert state.fitness.max() > 0.999 and state.num_individuals[0] <= 100_000
 
 
 def test_nonlinear_integration_recovers_the_missing_initialisation():

@@ -32,7 +32,7 @@ FEC = FecSpec()
 
 def make(fec=FEC, **options):
   return SearchEvaluator(TASKS, memory=MEMORY, op_lists=(OPS,) * 3, widths=SIZES,
-                         batch_size=BATCH, key=jax.random.key(0), fec=fec, **options)
+                         batch_size=BATCH, keys=jax.random.key(0), fec=fec, **options)
 
 
 def program(setup="", predict="", learn=""):
@@ -68,11 +68,12 @@ def test_without_fec_fitness_equals_the_evaluator_on_unstripped_programs():
 def test_first_evaluation_costs_fingerprint_and_full_steps_then_hits_cost_fingerprints_only():
   search = make()
   first = search.evaluate([LINEAR])
-  assert first.train_steps == NUM_TASKS * (10 + NUM_TRAIN)
-  assert search.cache.misses == NUM_TASKS and search.cache.hits == 0
+  assert first.train_steps.tolist() == [NUM_TASKS * (10 + NUM_TRAIN)]
+  assert len(search.caches) == 1  # one island
+  assert search.caches[0].misses == NUM_TASKS and search.caches[0].hits == 0
   again = search.evaluate([LINEAR])
-  assert again.train_steps == NUM_TASKS * 10
-  assert search.cache.hits == NUM_TASKS and search.full_evaluations == 1
+  assert again.train_steps.tolist() == [NUM_TASKS * 10]
+  assert search.caches[0].hits == NUM_TASKS and search.full_evaluations == 1
   assert again.fitness[0] == first.fitness[0]
   assert first.fitness[0] == pytest.approx(direct_fitness([LINEAR])[0], abs=1e-6)
 
@@ -84,9 +85,11 @@ def test_programs_differing_only_in_dead_code_share_one_entry():
   search = make()
   result = search.evaluate([LINEAR, padded, dead])
   assert search.full_evaluations == 1 and search.fingerprint_runs == 1
-  assert search.cache.hits == 2 * NUM_TASKS
+  assert search.caches[0].hits == 2 * NUM_TASKS
   assert len(set(result.fitness)) == 1
-  assert result.train_steps == 3 * NUM_TASKS * 10 + NUM_TASKS * NUM_TRAIN
+  # Each program pays its fingerprint steps; only the first (the miss) pays a full run.
+  assert result.train_steps.tolist() == [NUM_TASKS * (10 + NUM_TRAIN), NUM_TASKS * 10,
+                                         NUM_TASKS * 10]
 
 
 def test_duplicates_in_a_batch_are_evaluated_once_and_count_as_hits():
@@ -96,16 +99,17 @@ def test_duplicates_in_a_batch_are_evaluated_once_and_count_as_hits():
   result = search.evaluate(batch)
   np.testing.assert_array_equal(result.fitness[8:], result.fitness[:4])
   assert search.fingerprint_runs <= 8 and search.full_evaluations <= 8
-  assert search.cache.hits >= 4 * NUM_TASKS
+  assert search.caches[0].hits >= 4 * NUM_TASKS
 
 
 def test_forget_every_forces_a_new_evaluation():
   search = make(fec=FecSpec(forget_every=2))
   result = search.evaluate([LINEAR, LINEAR, LINEAR])
   # miss (count 1), hit (count 2: forgotten), miss again.
-  assert (search.cache.misses, search.cache.hits) == (2 * NUM_TASKS, NUM_TASKS)
+  assert (search.caches[0].misses, search.caches[0].hits) == (2 * NUM_TASKS, NUM_TASKS)
   assert search.full_evaluations == 2
-  assert result.train_steps == 3 * NUM_TASKS * 10 + 2 * NUM_TASKS * NUM_TRAIN
+  assert result.train_steps.tolist() == [NUM_TASKS * (10 + NUM_TRAIN), NUM_TASKS * 10,
+                                         NUM_TASKS * (10 + NUM_TRAIN)]
   assert len(set(result.fitness)) == 1
 
 
@@ -128,8 +132,8 @@ def test_budget_is_decided_on_the_unstripped_program():
   result = search.evaluate([heavy, LINEAR])
   assert result.fitness[0] == 0.0 and result.fitness[1] > 0.4
   # Both are fingerprinted; the rejected one trains 0 steps in its full run (and hashes N = 0).
-  assert result.train_steps == 2 * NUM_TASKS * 10 + NUM_TASKS * NUM_TRAIN
-  assert search.cache.misses == 2 * NUM_TASKS
+  assert result.train_steps.tolist() == [NUM_TASKS * 10, NUM_TASKS * (10 + NUM_TRAIN)]
+  assert search.caches[0].misses == 2 * NUM_TASKS
 
 
 def test_aborted_runs_count_the_failing_step():
@@ -138,7 +142,7 @@ def test_aborted_runs_count_the_failing_step():
   for fec in (FEC, None):
     result = make(fec=fec).evaluate([diverging])
     assert result.fitness[0] == 0.0
-    assert result.train_steps == NUM_TASKS * (2 if fec else 1)
+    assert result.train_steps.tolist() == [NUM_TASKS * (2 if fec else 1)]
 
 
 def test_batches_larger_than_batch_size_are_refused():
@@ -182,18 +186,20 @@ def test_search_widths_cover_the_initial_program_and_insertions():
 
 
 def test_a_fingerprint_does_not_depend_on_the_batch_that_computes_it():
-  """The evaluator's last bits can change with the compiled batch size (BUILD_NOTES.md), so
-  fingerprints are always computed in one shape: the same program gets the same errors alone
-  and in a batch that spans several fingerprint calls."""
+  """Fingerprint runs use the batch's compact bucket, which is safe only because no result
+  depends on the compiled batch size (BUILD_NOTES.md, "Shape-dependent bits"): the same program
+  gets the same errors alone (16 lanes) and in a batch of 250 (256 lanes)."""
   tasks = TaskSpec.parse("linear:features=4,num_tasks=10,num_train_examples=10,"
                          "num_valid_examples=10").build()
   search = SearchEvaluator(tasks, memory=MEMORY, op_lists=(OPS,) * 3, widths=SIZES,
-                           batch_size=256, key=jax.random.key(0), fec=FEC)
+                           batch_size=256, keys=jax.random.key(0), fec=FEC)
   randomizer = Randomizer((OPS,) * 3, MEMORY)
   batch = randomizer.programs(initial_program(InitModel.NO_OP, SIZES), 250,
                               np.random.default_rng(4)).packed
-  together = search._fingerprint_run(batch)
-  alone = [search._fingerprint_run(batch.take(slice(row, row + 1))) for row in (0, 130, 249)]
+  run = lambda packed: search._collect_fingerprints(search._dispatch_fingerprints(packed),
+                                                     packed.size)
+  together = run(batch)
+  alone = [run(batch.take(slice(row, row + 1))) for row in (0, 130, 249)]
   for row, errors in zip((0, 130, 249), alone):
     for whole, single in zip(together, errors):
       np.testing.assert_array_equal(whole[row], single[0])

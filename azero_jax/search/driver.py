@@ -20,6 +20,7 @@ azero_jax/run_dir.py decides when).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -491,9 +492,11 @@ def search_experiment(config: SearchConfig, strategy, collections: TaskCollectio
   fitness = search_evaluator(config, collections.search_tasks(current.task_seed), keys)
   if current.evaluator is not None:
     fitness.restore(current.evaluator)
+  # The strategy updates its arrays in place: a checkpoint gets a copy of the state.
   on_batch = lambda progress: on_boundary(
       int(progress.state.num_individuals.sum()),
-      lambda: current._replace(progress=progress, evaluator=fitness.state()))
+      lambda: current._replace(progress=progress._replace(state=copy.deepcopy(progress.state)),
+                               evaluator=fitness.state()))
   state, steps = run_experiment(
       strategy, fitness, rngs, max_train_steps=config.max_train_steps,
       progress_every=config.progress_every, write=write,
