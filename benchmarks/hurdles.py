@@ -6,14 +6,14 @@
 Runs the regularized evolution of a shipped configuration (default the demo: P = 1000, B = 250,
 FEC, 10 linear tasks of 100 + 100 examples, random initial programs; or e.g. baseline.flags: P =
 100, no FEC, 10 binary_digits tasks) on fixed T_search tasks with each `--hurdle_tasks` value
-(0 = hurdles off). Each row fills the population and evolves a few more
-sweeps (warm-up: the compiled shapes, FEC cache filling, a rolling hurdle), then times
-`--individuals` children through `driver.step`, the search's own step. The rows are timed in turn
-`--repeats` times and each row shows its fastest (the machine is noisy, and a compacted batch
-size the warm-up did not meet compiles in the first repeat). Columns: individuals/s and
-the ratio against the first row; train steps per child (REFERENCE.md §4.6); the fraction of
-children stopped at the hurdle; the FEC hit rate; the best search fitness in the population at the
-end.
+(0 = hurdles off). Each row fills the population and evolves a few more sweeps (warm-up: FEC
+cache filling, a rolling hurdle), runs a throwaway evaluator on batches of each compacted size
+(compilation), then times `--individuals` children through `driver.step`, the search's own step.
+The rows are timed in turn `--repeats` times and each row shows its fastest (the machine is
+noisy, and a compacted size the warm-up missed compiles in the first repeat). Columns:
+individuals/s and the ratio against the first row; train steps per child (REFERENCE.md §4.6); the
+fraction of children stopped at the hurdle; the FEC hit rate; the best search fitness in the
+population at the end.
 """
 
 from __future__ import annotations
@@ -55,13 +55,26 @@ class Search:
   """One island of a search, advanced through `driver.step`."""
 
   def __init__(self, config: driver.SearchConfig):
-    tasks = TaskCollections(config.search_tasks, config.select_tasks,
-                            config.final_tasks).search_tasks(config.random_seed)
+    self.config = config
+    self.tasks = TaskCollections(config.search_tasks, config.select_tasks,
+                                 config.final_tasks).search_tasks(config.random_seed)
     self.rngs = [np.random.default_rng(config.random_seed)]
-    self.fitness = driver.search_evaluator(config, tasks, [jax.random.key(config.random_seed)])
+    self.fitness = driver.search_evaluator(config, self.tasks,
+                                           [jax.random.key(config.random_seed)])
     self.strategy = driver.make_strategy(config)
     self.state = self.strategy.init(1)
     self.train_steps = 0
+
+  def compile_shapes(self) -> None:
+    """Evaluates the population with a throwaway evaluator in batches of each compacted size
+    (all past the hurdle), so that the timed steps compile little (FEC may shrink a batch)."""
+    throwaway = driver.search_evaluator(self.config, self.tasks, [jax.random.key(0)])
+    programs = self.state.programs
+    size = throwaway.bucket
+    while size >= 16:
+      count = min(size // 2 + 1, len(programs))
+      throwaway.evaluate(programs[:count])
+      size //= 2
 
   def advance(self, count: int) -> None:
     target = int(self.state.num_individuals[0]) + count
@@ -92,6 +105,7 @@ def main(argv):
               for h in counts]
   for search in searches:  # warm-up: the initial population and sweeps of children
     search.advance(FLAGS.warmup_sweeps * search.strategy.population_size)
+    search.compile_shapes()
   timings = [[] for _ in counts]
   for _ in range(FLAGS.repeats):
     for search, rows in zip(searches, timings):
