@@ -90,6 +90,7 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, run_directory: bool = True)
   flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Evaluator precision.", **kw)
   flags.DEFINE_float("max_abs_error", 100.0, "Training stops when |error| exceeds this.", **kw)
   define_island_flags(fv)
+  define_hurdle_flags(fv)
   if run_directory:
     run_dir.define_flags(fv)
 
@@ -106,6 +107,21 @@ def define_island_flags(fv: flags.FlagValues) -> None:
                        "(0 = never).", **kw)
   flags.DEFINE_integer("migration_size", 50, "Programs each island sends and receives at a "
                        "migration (the paper's 50).", **kw)
+
+
+def define_hurdle_flags(fv: flags.FlagValues) -> None:
+  """The flags of hurdles (REFERENCE.md §13.2)."""
+  kw = {"flag_values": fv}
+  flags.DEFINE_integer("hurdle_tasks", 0, "Hurdles: each child is evaluated on the first this "
+                       "many search tasks and goes on to the others only if its fitness there "
+                       "reaches its island's hurdle (0 = no hurdles).", **kw)
+  flags.DEFINE_float("hurdle_percentile", 75.0, "The hurdle: this percentile of the distinct "
+                     "hurdle-task fitness values of the island's population.", **kw)
+
+
+def hurdle_settings(fv: flags.FlagValues) -> dict:
+  """The SearchConfig fields of the hurdle flags."""
+  return {"hurdle_tasks": fv.hurdle_tasks, "hurdle_percentile": fv.hurdle_percentile}
 
 
 def island_settings(fv: flags.FlagValues) -> dict:
@@ -167,7 +183,7 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
       random_seed=fv.random_seed, randomize_task_seeds=fv.randomize_task_seeds,
       sufficient_fitness=fv.sufficient_fitness, strategy=fv.strategy,
       success_fitness=fv.success_fitness, dtype=fv.dtype, max_abs_error=fv.max_abs_error,
-      **island_settings(fv))
+      **island_settings(fv), **hurdle_settings(fv))
 
 
 def main(argv: list[str]) -> int:

@@ -12,6 +12,10 @@ is the original's run), its own PRNG key and its own train-step budget. Every st
 islands for their children and evaluates them together. Each island's best is a candidate; the
 candidates are evaluated on T_select in one call and the best is the experiment's candidate.
 
+Hurdles (`hurdle_tasks` H > 0): the evaluator runs each child on the first H tasks of T_search
+first, and on the rest only if it reaches its island's hurdle, which the strategy computes from
+its population (azero_jax/search/fitness.py, evolution.py).
+
 `RunHooks` see the progress, the result and every boundary a run can continue from (after each
 batch and each experiment); there they may take a `Snapshot`, which `run(..., resume=...)`
 continues from with the same output (azero_jax/search/checkpoint.py saves them to files,
@@ -90,6 +94,8 @@ class SearchConfig:
   fec_scope: str = "shared"
   migration_every: int = 0  # evaluations per island between migrations; 0 = never
   migration_size: int = 50
+  hurdle_tasks: int = 0  # 0 = no hurdles
+  hurdle_percentile: float = 75.0
 
   def __post_init__(self):
     validate(self)
@@ -138,6 +144,16 @@ def validate(config: SearchConfig) -> None:
         f"{config.migration_size}")
   check(not config.migration_every or config.strategy == "evolution",
         "migration_every needs strategy=evolution (random search keeps no population)")
+  check(config.hurdle_tasks >= 0, f"hurdle_tasks must be >= 0 (0 = no hurdles), got "
+        f"{config.hurdle_tasks}")
+  if config.hurdle_tasks:
+    check(config.hurdle_tasks < config.search_tasks.num_tasks,
+          f"hurdle_tasks must be < the {config.search_tasks.num_tasks} search tasks, got "
+          f"{config.hurdle_tasks}")
+    check(config.strategy == "evolution",
+          "hurdle_tasks needs strategy=evolution (random search keeps no population)")
+    check(0 <= config.hurdle_percentile <= 100, f"hurdle_percentile must be in [0, 100], got "
+          f"{config.hurdle_percentile}")
   check(config.train_budget_threshold_factor > 0, "train_budget_threshold_factor must be > 0, "
         f"got {config.train_budget_threshold_factor}")
   check(config.train_budget is not InitModel.RANDOM,
@@ -220,7 +236,8 @@ def make_strategy(config: SearchConfig) -> RegularizedEvolution | RandomSearch:
           else lambda rng, count: [fixed] * count)
   return RegularizedEvolution(mutator(config), make, config.population_size,
                               config.tournament_size, config.batch_size,
-                              search_widths(fixed, config.max_sizes))
+                              search_widths(fixed, config.max_sizes),
+                              config.hurdle_percentile if config.hurdle_tasks else None)
 
 
 def search_evaluator(config: SearchConfig, tasks, keys) -> SearchEvaluator:
@@ -234,7 +251,8 @@ def search_evaluator(config: SearchConfig, tasks, keys) -> SearchEvaluator:
       widths=search_widths(initial(config), config.max_sizes),
       batch_size=config.batch_size * config.num_islands, keys=keys, fec=config.fec,
       budget=budget, combination=config.combination, dtype=config.dtype,
-      max_abs_error=config.max_abs_error, fec_scope=config.fec_scope)
+      max_abs_error=config.max_abs_error, fec_scope=config.fec_scope,
+      hurdle_tasks=config.hurdle_tasks)
 
 
 def island_seeds(seed: int, num_islands: int) -> list[int]:
@@ -384,8 +402,8 @@ def step(strategy, fitness: SearchEvaluator, state, rngs: Sequence[np.random.Gen
   children are made while the first half's fingerprints run, the first half's FEC lookups run
   while the second half's fingerprints run, and the first half is told while the second half's
   full runs run. Every island draws from its own generator and the cache sees the lookups in the
-  same order, so the result is the same as one batch's. Returns the state and the train steps
-  used by each island.
+  same order, so the result is the same as one batch's. With hurdles, each child's hurdle is its
+  island's when it was asked for. Returns the state and the train steps used by each island.
   """
   halves = [islands] if len(islands) < 2 else np.array_split(islands, 2)
   rows = lambda half, children: np.repeat(half, len(children) // len(half))
@@ -393,15 +411,23 @@ def step(strategy, fitness: SearchEvaluator, state, rngs: Sequence[np.random.Gen
   for half in halves:  # ask, and dispatch the fingerprint run
     children = strategy.ask(state, rngs, half)
     batches.append(children)
-    stages.append(fitness.stages(children, rows(half, children)))
+    owners = rows(half, children)
+    hurdles = strategy.hurdles(state, owners) if fitness.hurdle_tasks else None
+    stages.append(fitness.stages(children, owners, hurdles))
     next(stages[-1])
   evaluations = []
+
+  def tell(state, position: int):
+    evaluation = evaluations[position]
+    extra = () if evaluation.hurdle_fitness is None else (evaluation.hurdle_fitness,)
+    return strategy.tell(state, batches[position], evaluation.fitness, halves[position], *extra)
+
   for half_stages in stages:  # lookups (after the previous half's cache fill), full runs
     next(half_stages)
     if evaluations:
-      state = strategy.tell(state, batches[0], evaluations[0].fitness, halves[0])
+      state = tell(state, 0)
     evaluations.append(finish(half_stages))
-  state = strategy.tell(state, batches[-1], evaluations[-1].fitness, halves[-1])
+  state = tell(state, -1)
   used = np.concatenate([e.train_steps.reshape(len(half), -1).sum(axis=1)
                          for e, half in zip(evaluations, halves)])
   return state, used

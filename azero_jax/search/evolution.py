@@ -13,6 +13,12 @@ fitness and the ages are [K, P] arrays, and `ask` returns the children of the as
 batch. Only the draws loop over islands, because each island has its own RNG stream (island k's
 run does not depend on how many islands run beside it). Migration (`migrate`) sends programs with
 their fitness between islands; immigrants replace the oldest members.
+
+Hurdles (REFERENCE.md §13.2): with `hurdle_percentile`, the state also holds each member's
+hurdle-stage fitness (its fitness on the hurdle tasks), and `hurdles` gives each child the fitness
+it must reach there to be evaluated on the other tasks: the percentile of the distinct hurdle-stage
+fitness values of its island's current population, so the hurdle rolls with the population. The
+initial population is evaluated in full (its islands have no hurdle until they are full).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class EvolutionState:
   age_order: np.ndarray  # [K, P] int64
   num_individuals: np.ndarray  # [K] int64: evaluations per island
   arrivals: np.ndarray  # [K] int64
+  hurdle_fitness: np.ndarray | None = None  # [K, P] with hurdles: fitness on the hurdle tasks
 
   @property
   def num_islands(self) -> int:
@@ -57,12 +64,14 @@ class EvolutionState:
 @dataclasses.dataclass(frozen=True)
 class RegularizedEvolution:
   """`init(K) -> state`, `ask(state, rngs, islands) -> programs`,
-  `tell(state, programs, fitness, islands) -> state`.
+  `tell(state, programs, fitness, islands, hurdle_fitness) -> state`.
 
   `rngs` holds one `np.random.Generator` per island; `islands` lists the islands that take part in
   a step (default: all). `initial_programs(rng, count)` makes `count` initial programs (e.g.
   RANDOM models, one per slot). `widths` (Setup, Predict, Learn) is the packed width of the
   population: at least the largest size a program can reach (default: what the programs need).
+  `hurdle_percentile` turns hurdles on: `tell` then takes the children's hurdle-stage fitness and
+  `hurdles` gives the children's hurdles.
   """
 
   mutator: object  # azero_jax.search.mutator.Mutator
@@ -71,6 +80,7 @@ class RegularizedEvolution:
   tournament_size: int
   batch_size: int = 1
   widths: tuple[int, int, int] | None = None
+  hurdle_percentile: float | None = None
 
   def __post_init__(self):
     for name in ("population_size", "tournament_size", "batch_size"):
@@ -82,7 +92,9 @@ class RegularizedEvolution:
     size = self.population_size
     return EvolutionState(None, np.zeros((num_islands, size)),
                           np.tile(np.arange(size, dtype=np.int64) - size, (num_islands, 1)),
-                          np.zeros(num_islands, np.int64), np.zeros(num_islands, np.int64))
+                          np.zeros(num_islands, np.int64), np.zeros(num_islands, np.int64),
+                          None if self.hurdle_percentile is None
+                          else np.zeros((num_islands, size)))
 
   def ask(self, state: EvolutionState, rngs: Sequence[np.random.Generator],
           islands: np.ndarray | None = None) -> ProgramBatch:
@@ -101,16 +113,32 @@ class RegularizedEvolution:
         batches.append(self.mutator.mutate_batch(state.programs.packed.take(rows), rng))
     return ProgramBatch(batches[0] if len(batches) == 1 else concatenate(batches))
 
+  def hurdles(self, state: EvolutionState, islands: np.ndarray) -> np.ndarray:
+    """The hurdle of a child of each island in `islands` (one entry per child): the percentile of
+    the distinct hurdle-stage fitness values of the island's population (-inf before it is
+    full)."""
+    islands = np.asarray(islands, np.int64)
+    distinct, inverse = np.unique(islands, return_inverse=True)
+    bars = np.array([hurdle(state.hurdle_fitness[k], self.hurdle_percentile)
+                     if state.num_individuals[k] >= self.population_size else -np.inf
+                     for k in distinct])
+    return bars[inverse.ravel()]
+
   def tell(self, state: EvolutionState, programs: Sequence[Program], fitness: np.ndarray,
-           islands: np.ndarray | None = None) -> EvolutionState:
-    """Each island's children replace its oldest slots, oldest first.
+           islands: np.ndarray | None = None, hurdle_fitness: np.ndarray | None = None
+           ) -> EvolutionState:
+    """Each island's children replace its oldest slots, oldest first (with hurdles,
+    `hurdle_fitness` holds their fitness on the hurdle tasks).
 
     Updates the population table in place (a copy of all K x P programs per step would cost more
     than the step itself at large K); use the returned state.
     """
     islands = island_indices(state, islands)
     fitness = np.asarray(fitness, dtype=np.float64).reshape(len(islands), -1)
-    state = self._arrive(state, ProgramBatch.of(programs, self.widths).packed, fitness, islands)
+    if hurdle_fitness is not None:
+      hurdle_fitness = np.asarray(hurdle_fitness, dtype=np.float64).reshape(fitness.shape)
+    state = self._arrive(state, ProgramBatch.of(programs, self.widths).packed, fitness, islands,
+                         hurdle_fitness)
     counts = state.num_individuals.copy()
     counts[islands] += fitness.shape[1]
     return state.replace(num_individuals=counts)
@@ -131,11 +159,14 @@ class RegularizedEvolution:
     taken = np.stack([rngs[k].choice(np.nonzero(origin != position)[0], size, replace=False)
                       for position, k in enumerate(islands)])
     immigrants = state.programs.packed.take(pool_rows[taken.ravel()])
-    return self._arrive(state, immigrants, pool_fitness[taken], islands)
+    pool_hurdle = (None if state.hurdle_fitness is None
+                   else state.hurdle_fitness[islands[:, None], sent].ravel()[taken])
+    return self._arrive(state, immigrants, pool_fitness[taken], islands, pool_hurdle)
 
   def _arrive(self, state: EvolutionState, programs: PackedPopulation, fitness: np.ndarray,
-              islands: np.ndarray) -> EvolutionState:
-    """Writes `fitness.shape[1]` programs per island over its oldest slots, oldest first."""
+              islands: np.ndarray, hurdle_fitness: np.ndarray | None = None) -> EvolutionState:
+    """Writes `fitness.shape[1]` programs per island over its oldest slots, oldest first (and
+    their hurdle-stage fitness where the state keeps it)."""
     count = fitness.shape[1]
     population = state.programs.packed if state.programs is not None else _empty(
         state.num_islands * self.population_size, programs.widths)
@@ -147,6 +178,8 @@ class RegularizedEvolution:
       target.table[rows] = source.table
       target.length[rows] = source.length
     state.fitness[islands[:, None], slots] = fitness
+    if state.hurdle_fitness is not None:
+      state.hurdle_fitness[islands[:, None], slots] = hurdle_fitness
     arrivals = state.arrivals.copy()
     state.age_order[islands[:, None], slots] = arrivals[islands, None] + np.arange(count)
     arrivals[islands] += count
@@ -162,6 +195,12 @@ class RegularizedEvolution:
   def population_fitness(self, state: EvolutionState) -> np.ndarray:
     """The fitness of each island's current population [K, P] (for the progress statistics)."""
     return state.fitness
+
+
+def hurdle(hurdle_fitness: np.ndarray, percentile: float) -> float:
+  """The `percentile` (0-100, linear interpolation) of the distinct values of `hurdle_fitness`: a
+  population of many equal programs does not pull the hurdle to their value."""
+  return float(np.percentile(np.unique(hurdle_fitness), percentile))
 
 
 def island_indices(state, islands) -> np.ndarray:

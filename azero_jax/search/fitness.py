@@ -13,6 +13,16 @@ For a batch of programs, in order:
 Train steps count as §4.6: every fingerprint step (memoised ones too), and full-run steps of the
 misses.
 
+Hurdles (REFERENCE.md §13.2, `hurdle_tasks` = H > 0): steps 3-4 run first on the first H tasks;
+a program goes on to the other tasks only if its fitness there (combined as in 5) reaches its
+hurdle. The remaining tasks are a second round of lookups and a second compacted full run. A
+program stopped at the hurdle counts its unevaluated tasks as 0 (kMinFitness): the mean and the
+median only grow when a per-task fitness grows, so its fitness is a lower bound of the fitness a
+full evaluation would give, and it never ranks above a program it would have lost to. Its train
+steps are those of the tasks it was evaluated on (its fingerprints of the other tasks, computed in
+the same call as the others for batching, count only if it goes on). FEC caches per-task fitness
+of full runs only: unevaluated tasks are neither looked up nor inserted.
+
 Islands: each program of a batch belongs to an island. Each island has its own PRNG key and
 full-run call count (its random draws are those of a one-island search with its key), and with
 `fec_scope="island"` its own cache; the fingerprint memo is shared (the runs are deterministic),
@@ -62,6 +72,7 @@ class FecSpec:
 class Evaluation(NamedTuple):
   fitness: np.ndarray  # [n] combined over tasks
   train_steps: np.ndarray  # [n] train steps each program used (§4.6)
+  hurdle_fitness: np.ndarray | None = None  # [n] combined over the hurdle tasks (with hurdles)
 
 
 def combine(per_task: np.ndarray, mode: str = "mean") -> np.ndarray:
@@ -106,17 +117,22 @@ class SearchEvaluator:
   `widths` (Setup, Predict, Learn) is the padded length of every packed program: the largest size
   a program can reach. `batch_size` is the largest batch `evaluate` gets; it and the widths fix
   the compiled shapes for the whole search. `keys` holds one PRNG key per island (a single key:
-  one island); `fec_scope` is "shared" (one cache for all islands) or "island".
+  one island); `fec_scope` is "shared" (one cache for all islands) or "island". With
+  `hurdle_tasks` H > 0 the programs are evaluated on the first H tasks first (see the module
+  docstring).
   """
 
   def __init__(self, tasks: Sequence[Task], *, memory: Memory, op_lists, widths: Sequence[int],
                batch_size: int, keys, fec: FecSpec | None = None,
                budget: TrainBudget | None = None, combination: str = "mean",
-               dtype: str = "float32", max_abs_error: float = 100.0, fec_scope: str = "shared"):
+               dtype: str = "float32", max_abs_error: float = 100.0, fec_scope: str = "shared",
+               hurdle_tasks: int = 0):
     if combination not in COMBINATIONS:
       raise ValueError(f"combination must be one of {COMBINATIONS}, got {combination!r}")
     if fec_scope not in FEC_SCOPES:
       raise ValueError(f"fec_scope must be one of {FEC_SCOPES}, got {fec_scope!r}")
+    if not 0 <= hurdle_tasks < len(tasks):
+      raise ValueError(f"hurdle_tasks must be in [0, {len(tasks)}), got {hurdle_tasks}")
     keys = jnp.stack(list(keys)) if isinstance(keys, (list, tuple)) else keys
     keys = keys[None] if keys.ndim == 0 else keys
     self.num_islands = keys.shape[0]
@@ -130,8 +146,10 @@ class SearchEvaluator:
     self.caches = ([FecCache(fec.cache_size, fec.forget_every) for _ in range(num_caches)]
                    if fec else [])
     self.num_train_steps = np.array([t.num_train_examples * t.num_epochs for t in self.tasks])
-    self.full_evaluations = 0  # programs run on the full tasks
+    self.full_evaluations = 0  # programs run on the full tasks (with hurdles: per round)
     self.fingerprint_runs = 0  # programs run on the fingerprint tasks
+    self.hurdle_tasks = hurdle_tasks
+    self.stopped_at_hurdle = 0  # programs not evaluated beyond the hurdle tasks
     # Stripped program and allowed tasks (row_keys) -> (keys, steps), oldest first. An OrderedDict:
     # deleting the first key of a plain dict over and over makes finding the next first key
     # slower and slower (~50 us per eviction at 100,000 entries).
@@ -143,20 +161,31 @@ class SearchEvaluator:
     config = lambda eval_type, ragged, record: evaluator.Config(
         memory.num_scalars, memory.num_vectors, memory.num_matrices, op_sets, eval_type, dtype,
         float(max_abs_error), record, ragged)
-    groups: dict[tuple, list[int]] = {}
-    for index, task in enumerate(self.tasks):
-      groups.setdefault(task.group_key, []).append(index)
-    self._groups = []
-    for (_, eval_type), indices in groups.items():
-      full = stack_tasks([self.tasks[i] for i in indices])
-      short = short_config = None
-      if fec:
-        short = stack_tasks([fingerprint_task(self.tasks[i], fec.num_train_examples,
-                                              fec.num_valid_examples) for i in indices])
-        short_config = config(eval_type, short.ragged, True)
-        short = evaluator.place_tasks(short, dtype)
-      self._groups.append(_Group(np.array(indices), config(eval_type, full.ragged, False),
-                                 evaluator.place_tasks(full, dtype), short_config, short))
+
+    def task_groups(positions, fingerprints: bool) -> list[_Group]:
+      groups: dict[tuple, list[int]] = {}
+      for index in positions:
+        groups.setdefault(self.tasks[index].group_key, []).append(index)
+      made = []
+      for (_, eval_type), indices in groups.items():
+        full = stack_tasks([self.tasks[i] for i in indices])
+        short = short_config = None
+        if fingerprints:
+          short = stack_tasks([fingerprint_task(self.tasks[i], fec.num_train_examples,
+                                                fec.num_valid_examples) for i in indices])
+          short_config = config(eval_type, short.ragged, True)
+          short = evaluator.place_tasks(short, dtype)
+        made.append(_Group(np.array(indices), config(eval_type, full.ragged, False),
+                           evaluator.place_tasks(full, dtype), short_config, short))
+      return made
+
+    num_tasks = len(self.tasks)
+    self._groups = task_groups(range(num_tasks), fec is not None)
+    # The tasks of each full-run round: all, or the hurdle tasks and the others.
+    self._rounds = ([(np.ones(num_tasks, dtype=bool), self._groups)] if not hurdle_tasks else
+                    [(np.arange(num_tasks) < hurdle_tasks, task_groups(range(hurdle_tasks), False)),
+                     (np.arange(num_tasks) >= hurdle_tasks,
+                      task_groups(range(hurdle_tasks, num_tasks), False))])
 
   @property
   def hit_rate(self) -> float:
@@ -169,6 +198,7 @@ class SearchEvaluator:
     caches. The fingerprint memo is left out: it only spares recomputing deterministic runs."""
     return {"calls": self._calls.tolist(), "full_evaluations": self.full_evaluations,
             "fingerprint_runs": self.fingerprint_runs,
+            "stopped_at_hurdle": self.stopped_at_hurdle,
             "caches": [cache.state() for cache in self.caches]}
 
   def restore(self, state: dict) -> None:
@@ -176,48 +206,75 @@ class SearchEvaluator:
     self._calls = np.array(state["calls"], np.int64).reshape(self.num_islands)
     self.full_evaluations = int(state["full_evaluations"])
     self.fingerprint_runs = int(state["fingerprint_runs"])
+    self.stopped_at_hurdle = int(state["stopped_at_hurdle"])
     for cache, saved in zip(self.caches, state["caches"], strict=True):
       cache.restore(saved)
 
-  def evaluate(self, programs: Sequence[Program], islands: np.ndarray | None = None
-               ) -> Evaluation:
+  def evaluate(self, programs: Sequence[Program], islands: np.ndarray | None = None,
+               hurdles: np.ndarray | None = None) -> Evaluation:
     """Combined fitness and train steps of each program (a ProgramBatch, or any sequence of
-    Programs); `islands` [n] says which island each belongs to (default: island 0)."""
-    return finish(self.stages(programs, islands))
+    Programs); `islands` [n] says which island each belongs to (default: island 0); with
+    `hurdle_tasks`, `hurdles` [n] the fitness each needs on them to go on (default: none)."""
+    return finish(self.stages(programs, islands, hurdles))
 
-  def stages(self, programs: Sequence[Program], islands: np.ndarray | None = None
-             ) -> Generator[None, None, Evaluation]:
-    """`evaluate` as a generator that pauses twice: after dispatching the fingerprint run and
-    after dispatching the full runs, so that the caller can do host work for other islands
-    meanwhile. Stages of two batches may interleave as long as a batch's cache lookups (its
-    second stage) start after the previous batch finished."""
+  def stages(self, programs: Sequence[Program], islands: np.ndarray | None = None,
+             hurdles: np.ndarray | None = None) -> Generator[None, None, Evaluation]:
+    """`evaluate` as a generator that pauses after dispatching the fingerprint run and after
+    dispatching each round of full runs (one, or two with hurdles), so that the caller can do
+    host work for other islands meanwhile. Stages of two batches may interleave as long as a
+    batch's cache lookups (from its second stage on) start after the previous batch finished."""
     if len(programs) > self.bucket:
       raise ValueError(f"a batch of {len(programs)} programs exceeds batch_size {self.bucket}")
     islands = (np.zeros(len(programs), np.int64) if islands is None
                else np.asarray(islands, np.int64))
     allowed = self._allowed(programs)
     stripped = strip_packed(ProgramBatch.of(programs).packed, self.widths)
+    memo = self._memo_lookup(stripped, allowed) if self.caches else None
+    yield
+    keys = fingerprint_steps = None
+    if self.caches:
+      keys, fingerprint_steps = self._fingerprints(memo, allowed)
+    count, num_tasks = allowed.shape
+    per_task = np.zeros((count, num_tasks))
+    steps = np.zeros((count, num_tasks), dtype=np.int64)
+    evaluated = np.zeros((count, num_tasks), dtype=bool)
+    going_on = np.ones(count, dtype=bool)
+    hurdle_fitness = None
+    for position, (columns, groups) in enumerate(self._rounds):
+      if position:  # the hurdle: programs below it stop
+        hurdle_fitness = combine(per_task[:, :self.hurdle_tasks], self.combination)
+        if hurdles is not None:
+          going_on = hurdle_fitness >= hurdles
+        self.stopped_at_hurdle += int(np.sum(~going_on))
+      lanes = going_on[:, None] & columns[None, :]
+      fitness, used = yield from self._round(stripped, keys, allowed, islands, lanes, groups)
+      per_task = np.where(lanes, fitness, per_task)
+      steps, evaluated = steps + used, evaluated | lanes
+    if fingerprint_steps is not None:
+      steps = steps + np.where(evaluated, fingerprint_steps, 0)
+    return Evaluation(combine(per_task, self.combination), steps.sum(axis=1), hurdle_fitness)
+
+  def _round(self, stripped: PackedPopulation, keys: np.ndarray | None, allowed: np.ndarray,
+             islands: np.ndarray, lanes: np.ndarray, groups: list[_Group]):
+    """Fitness and full-run train steps [n, T] of the (program, task) `lanes` (0 elsewhere): FEC
+    lookups in batch order, then one full run of the programs with a missed lane, dispatched
+    before the one pause of this generator and collected after it."""
+    if self.caches:
+      cached, missed, sources, filled = self._lookup(keys, islands, lanes)
+    else:
+      missed = lanes
+    full = self._dispatch_run(stripped, missed.any(axis=1), allowed & lanes, islands, groups)
+    yield
+    full, full_steps = self._collect_run(full, len(missed), allowed & lanes)
     if not self.caches:
-      yield  # no fingerprints
-      full = self._dispatch_run(stripped, np.ones(len(programs), dtype=bool), allowed, islands)
-      yield
-      per_task, steps = self._collect_run(full, len(programs), allowed)
-      return Evaluation(combine(per_task, self.combination), steps.sum(axis=1))
-    memo = self._memo_lookup(stripped, allowed)
-    yield
-    keys, fingerprint_steps = self._fingerprints(memo, allowed)
-    per_task, missed, sources, lanes = self._lookup(keys, islands)
-    full = self._dispatch_run(stripped, missed.any(axis=1), allowed, islands)
-    yield
-    full, full_steps = self._collect_run(full, len(programs), allowed)
-    per_task = np.where(missed, full, per_task)
+      return full, full_steps
+    per_task = np.where(missed, full, cached)
     flat = per_task.ravel()
-    for cache, cache_lanes in zip(self.caches, lanes):
+    for cache, cache_lanes in zip(self.caches, filled):
       cache.fill(flat[cache_lanes])
     pending = sources >= 0
     per_task[pending] = flat[sources[pending]]
-    steps = fingerprint_steps.sum(axis=1) + np.where(missed, full_steps, 0).sum(axis=1)
-    return Evaluation(combine(per_task, self.combination), steps)
+    return per_task, np.where(missed, full_steps, 0)
 
   def _allowed(self, programs: Sequence[Program]) -> np.ndarray:
     """[n, T]: whether the budget lets each program train on each task (decided unstripped)."""
@@ -284,9 +341,9 @@ class SearchEvaluator:
       steps[:, group.indices] = np.asarray(result.train_steps)[:count]
     return train, valid, steps
 
-  def _lookup(self, keys: np.ndarray, islands: np.ndarray):
-    """One cache lookup per (program, task) of `keys` [n, T], in batch order in its island's
-    cache.
+  def _lookup(self, keys: np.ndarray, islands: np.ndarray, todo: np.ndarray):
+    """One cache lookup per (program, task) of `keys` [n, T] where `todo` [n, T], in batch order
+    in its island's cache.
 
     Returns cached fitness [n, T], the misses [n, T] (inserted as placeholders), for hits on a
     placeholder the flat index of the lane that missed it (else -1), and per cache the flat
@@ -301,7 +358,8 @@ class SearchEvaluator:
     filled = []
     for cache, rows in zip(self.caches, scopes):
       lanes = (rows[:, None] * num_tasks + np.arange(num_tasks)).ravel()  # flat, increasing
-      found = cache.lookup_batch(keys[rows].ravel())
+      lanes = lanes[todo.ravel()[lanes]]
+      found = cache.lookup_batch(keys.ravel()[lanes])
       fitness[lanes] = found.fitness
       missed[lanes[found.missed]] = True
       sources[lanes[found.pending[:, 0]]] = lanes[found.pending[:, 1]]
@@ -310,13 +368,13 @@ class SearchEvaluator:
     return fitness.reshape(shape), missed.reshape(shape), sources.reshape(shape), filled
 
   def _dispatch_run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray,
-                    islands: np.ndarray):
-    """Full runs of the rows in `run` that may train somewhere: (rows, device results per task
-    group). Each row's random draws use its island's key folded with the island's full-run call
-    count."""
+                    islands: np.ndarray, groups: list[_Group]):
+    """Full runs on the `groups`' tasks of the rows in `run` that may train somewhere: (rows,
+    groups, device results per group). Each row's random draws use its island's key folded with
+    the island's full-run call count."""
     rows = np.nonzero(run & allowed.any(axis=1))[0]
     if not rows.size:
-      return rows, []
+      return rows, [], []
     self.full_evaluations += rows.size
     size = compact_bucket(rows.size, self.bucket)
     packed = evaluator.pad_population(stripped.take(rows), size)
@@ -326,15 +384,15 @@ class SearchEvaluator:
     row_folds[:rows.size, 0] = islands[rows]
     row_folds[:rows.size, 1] = self._calls[islands[rows]]
     self._calls[np.unique(islands[rows])] += 1
-    return rows, [evaluator.run_packed(group.config, packed, group.tasks, self._keys,
-                                       row_folds=row_folds) for group in self._groups]
+    return rows, groups, [evaluator.run_packed(group.config, packed, group.tasks, self._keys,
+                                               row_folds=row_folds) for group in groups]
 
   def _collect_run(self, dispatched, count: int, allowed: np.ndarray):
     """Full-run fitness and train steps [n, T] (0 for rows not run and tasks not allowed)."""
-    rows, results = dispatched
+    rows, groups, results = dispatched
     fitness = np.zeros((count, len(self.tasks)))
     steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
-    for group, result in zip(self._groups, results):
+    for group, result in zip(groups, results):
       columns = np.ix_(rows, group.indices)
       fitness[columns] = np.asarray(result.fitness, dtype=np.float64)[:rows.size]
       steps[columns] = np.asarray(result.train_steps)[:rows.size]
