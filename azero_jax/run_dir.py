@@ -43,6 +43,7 @@ from azero_jax.search.driver import (
 
 FILES = ("flags.txt", "run.json", "progress.jsonl", "best_program.txt", "result.json")
 CHECKPOINTS = "checkpoints"
+WORKERS = "workers"  # the checkpoints of a search's Ray workers (azero_jax/search/workers.py)
 RUN_DIR_FLAGS = ("checkpoint_every", "checkpoint_every_secs", "resume", "overwrite")
 _NOT_RECORDED = ("flagfile", "resume", "overwrite")
 
@@ -216,21 +217,24 @@ class RunDirectory(RunHooks):
     """Deletes the files of an earlier run (only those: nothing else in the directory)."""
     for name in FILES:
       (self.path / name).unlink(missing_ok=True)
-    shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
+    for folder in (CHECKPOINTS, WORKERS):
+      shutil.rmtree(self.path / folder, ignore_errors=True)
 
   def progress(self, experiment: int, report: ProgressReport,
                candidate: tuple[Program, float]) -> None:
     """Appends the report to progress.jsonl; before any selection, the candidate is the best."""
-    record = {"experiment": experiment, **report._asdict(),
-              "elapsed_secs": round(report.elapsed_secs, 3)}
-    with open(self.path / "progress.jsonl", "a") as file:
-      file.write(json.dumps(record) + "\n")
-    self.progress_lines += 1
+    self.log_progress({"experiment": experiment, **report._asdict()})
     program, fitness = candidate
     if not self.selected and program != self._candidate:
       self._candidate = program
       self._write_best(f"# The best of experiment {experiment} at {report.evaluations} "
                        f"individuals: search fitness {fitness:.6f} (not yet selected)", program)
+
+  def log_progress(self, record: dict) -> None:
+    """Appends a progress record (a report's fields and where it comes from) to progress.jsonl."""
+    with open(self.path / "progress.jsonl", "a") as file:
+      file.write(json.dumps({**record, "elapsed_secs": round(record["elapsed_secs"], 3)}) + "\n")
+    self.progress_lines += 1
 
   def best(self, experiment: int, result: ExperimentResult) -> None:
     """Saves the new best candidate."""

@@ -13,14 +13,13 @@ Arrays (K islands; N programs in a group; C the FEC caches, one or one per islan
   population.fitness, population.age_order   [K, P] (evolution state; arrivals and counts in meta)
   best.fitness, recent_fitness, num_successes   [K], [K, <= P], [K] (random search state)
   experiments.<field>                  one per ExperimentResult field after the candidate
-  fec<c>.keys, fec<c>.key_lengths, fec<c>.fitness, fec<c>.counts   cache c, least recent first
+  fec<c>.keys, fec<c>.fitness, fec<c>.counts   cache c (uint64 keys), least recent first
 The per-island generator states are in meta (`rng_states`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import re
 import sys
@@ -52,7 +51,8 @@ from azero_jax.search.fec import FecState
 from azero_jax.search.random_search import RandomSearchState
 
 FORMAT = "azero_jax search checkpoint"
-FORMAT_VERSION = 3  # 2: programs as packed tables; FEC keys as float64 rows; 3: islands
+FORMAT_VERSION = 4  # 2: programs as packed tables; FEC keys as float64 rows; 3: islands;
+# 4: FEC keys as uint64
 KEEP = 2  # checkpoints kept: the newest and one to fall back to
 _NAME = re.compile(r"ckpt-(\d+)\.npz")
 _UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
@@ -112,8 +112,7 @@ def _get_strategy(arrays: dict, meta: dict):
 def _put_evaluator(arrays: dict, state: dict) -> dict:
   for index, cache in enumerate(state["caches"]):
     name = f"fec{index}"
-    arrays[f"{name}.keys"] = np.frombuffer(b"".join(cache.keys), dtype=np.uint8)
-    arrays[f"{name}.key_lengths"] = np.array([len(key) for key in cache.keys], dtype=np.int64)
+    arrays[f"{name}.keys"] = np.asarray(cache.keys, dtype=np.uint64)
     arrays[f"{name}.fitness"], arrays[f"{name}.counts"] = cache.fitness, cache.counts
   counters = {k: v for k, v in state.items() if k != "caches"}
   return {**counters, "caches": [[cache.hits, cache.misses] for cache in state["caches"]]}
@@ -123,10 +122,8 @@ def _get_evaluator(arrays: dict, meta: dict) -> dict:
   caches = []
   for index, counters in enumerate(meta["caches"]):
     name = f"fec{index}"
-    flat, lengths = arrays[f"{name}.keys"].tobytes(), arrays[f"{name}.key_lengths"].tolist()
-    ends = itertools.accumulate(lengths)
-    keys = [flat[end - length:end] for end, length in zip(ends, lengths)]
-    caches.append(FecState(keys, arrays[f"{name}.fitness"], arrays[f"{name}.counts"], *counters))
+    caches.append(FecState(arrays[f"{name}.keys"], arrays[f"{name}.fitness"],
+                           arrays[f"{name}.counts"], *counters))
   return {**{k: v for k, v in meta.items() if k != "caches"}, "caches": caches}
 
 

@@ -123,15 +123,30 @@ class RegularizedEvolution:
     islands = island_indices(state, islands)
     if len(islands) < 2 or size < 1:
       return state
-    size = min(size, self.population_size)
-    sent = np.stack([rngs[k].choice(self.population_size, size, replace=False) for k in islands])
-    pool_rows = (islands[:, None] * self.population_size + sent).ravel()
-    pool_fitness = state.fitness[islands[:, None], sent].ravel()
+    pool, pool_fitness = self.emigrants(state, rngs, size, islands)
+    size, pool_fitness = pool_fitness.shape[1], pool_fitness.ravel()
     origin = np.repeat(np.arange(len(islands)), size)
     taken = np.stack([rngs[k].choice(np.nonzero(origin != position)[0], size, replace=False)
                       for position, k in enumerate(islands)])
-    immigrants = state.programs.packed.take(pool_rows[taken.ravel()])
-    return self._arrive(state, immigrants, pool_fitness[taken], islands)
+    return self._arrive(state, pool.take(taken.ravel()), pool_fitness[taken], islands)
+
+  def emigrants(self, state: EvolutionState, rngs: Sequence[np.random.Generator], size: int,
+                islands: np.ndarray | None = None) -> tuple[PackedPopulation, np.ndarray]:
+    """`size` programs drawn uniformly without replacement from each island in `islands` (full
+    populations), island by island, and their fitness [len(islands), size]."""
+    islands = island_indices(state, islands)
+    size = min(size, self.population_size)
+    sent = np.stack([rngs[k].choice(self.population_size, size, replace=False) for k in islands])
+    rows = (islands[:, None] * self.population_size + sent).ravel()
+    return state.programs.packed.take(rows), state.fitness[islands[:, None], sent]
+
+  def immigrate(self, state: EvolutionState, programs: PackedPopulation, fitness: np.ndarray,
+                islands: np.ndarray | None = None) -> EvolutionState:
+    """Programs from elsewhere (`fitness.shape[1]` per island in `islands`, island by island)
+    replace each island's oldest members, as a migration's immigrants do."""
+    islands = island_indices(state, islands)
+    return self._arrive(state, programs, np.asarray(fitness, np.float64).reshape(len(islands), -1),
+                        islands)
 
   def _arrive(self, state: EvolutionState, programs: PackedPopulation, fitness: np.ndarray,
               islands: np.ndarray) -> EvolutionState:
