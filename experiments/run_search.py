@@ -18,6 +18,8 @@ this process is the coordinator and prints what a one-process run prints.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 
 from absl import flags
@@ -207,30 +209,35 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
       **island_settings(fv))
 
 
-def cluster_search(config, spec, directory: run_dir.RunDirectory | None,
+def cluster_search(config, spec, directory: run_dir.RunDirectory | None, write,
                    fv: flags.FlagValues = flags.FLAGS):
   """Connects to the cluster of `spec` (checking that it can place the workers) and returns the
   search that runs there; raises ValueError naming the flag."""
   from azero_jax.search import workers
   workers.connect(spec)
   return workers.ClusterSearch(
-      config, spec, print, log=directory.log_progress if directory else lambda _: None,
+      config, spec, write, log=directory.log_progress if directory else lambda _: None,
       run_path=directory.path if directory else None,
       checkpoint_every=fv.checkpoint_every, checkpoint_every_secs=fv.checkpoint_every_secs)
 
 
 def main(argv: list[str]) -> int:
+  # The run's lines go to stdout; Ray prints its own messages (a restarted worker, ...) to
+  # whatever sys.stdout is, which becomes stderr for a run on Ray.
+  write = functools.partial(print, file=sys.stdout, flush=True)
   try:
     config = config_from_flags()
     directory = run_dir.from_flags(config)
     spec = cluster_from_flags()
-    search = cluster_search(config, spec, directory) if spec else None
+    search = cluster_search(config, spec, directory, write) if spec else None
   except ValueError as error:
     raise cli.UserError(str(error)) from None
   if directory:
     directory.stop.install()
   try:
-    run(config, hooks=directory, resume=directory.resume if directory else None, search=search)
+    with contextlib.redirect_stdout(sys.stderr if spec else sys.stdout):
+      run(config, write, hooks=directory, resume=directory.resume if directory else None,
+          search=search)
   except run_dir.Interrupted as stop:
     sys.stderr.write(f"run_search: {stop}; continue with the same flags and --resume\n")
     return 128 + stop.signum
