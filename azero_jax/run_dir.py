@@ -3,10 +3,11 @@
   flags.txt         the flags given (without --resume / --overwrite), usable as a --flagfile
   run.json          library and JAX versions, device, command line, start time, seed; each resume
   progress.jsonl    one JSON object per progress report: experiment, evaluations, elapsed_secs,
-                    mean, stdev, best, fec_hit_rate
+                    mean, stdev, best, fec_hit_rate (on Ray: each worker's, with `worker`)
   best_program.txt  the best program so far (a `#` header says which; readable by Program.from_text)
   result.json       the final result: seed, experiments, select and final fitness, the program
   checkpoints/      ckpt-<n>.npz, the newest two (azero_jax.search.checkpoint)
+  workers/<w>/      on Ray: worker w's checkpoints/ and worker.json (azero_jax/search/workers.py)
 
 Files are replaced atomically; progress.jsonl is appended to a line at a time, and a resumed run
 cuts it back to the lines its checkpoint had logged, so it ends as an uninterrupted run's would

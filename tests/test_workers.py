@@ -15,6 +15,7 @@ import pytest
 
 from azero_jax.program import Program, ProgramBatch
 from azero_jax.search import driver, workers
+from azero_jax.tasks.spec import TaskSpec
 
 HERE = Path(__file__).resolve().parent
 PROGRESS = re.compile(r"indivs=\d+, elapsed_secs=\d+, mean=[\d.]+, stdev=[\d.]+, best fit=[\d.]+, "
@@ -126,3 +127,22 @@ def test_a_killed_worker_continues_from_its_checkpoint(scenarios):
   assert max(r["evaluations"] for r in worker[:restart]) >= resumed_at
   counts = [r["evaluations"] for r in worker[restart:]]
   assert counts == sorted(counts)
+
+
+def test_immigrants_replace_the_oldest_members_and_emigrants_come_from_the_population():
+  strategy = driver.make_strategy(driver.SearchConfig(
+      *[TaskSpec("linear")] * 3, op_lists=((), (1,), ()), population_size=6, tournament_size=2,
+      batch_size=6))
+  rngs = [np.random.default_rng(0), np.random.default_rng(1)]
+  state = strategy.tell(strategy.init(2), programs(12, 0), np.arange(12.0))
+  sent, fitness = strategy.emigrants(state, rngs, 2)
+  texts = [p.to_text() for p in programs(12, 0)]
+  assert fitness.shape == (2, 2)
+  for island, row in enumerate(fitness):  # each island's own programs, with their fitness
+    for program, value in zip(ProgramBatch(sent)[2 * island:2 * island + 2], row):
+      assert texts.index(program.to_text()) == value and value // 6 == island
+  state = strategy.immigrate(state, programs(2, 100).packed, [[-1.0], [-2.0]])
+  population = [p.to_text() for p in state.programs]
+  assert population[0] == programs(2, 100)[0].to_text() and state.fitness[0, 0] == -1.0
+  assert population[6] == programs(2, 100)[1].to_text() and state.fitness[1, 0] == -2.0
+  assert population[1:6] == texts[1:6] and state.arrivals.tolist() == [7, 7]
