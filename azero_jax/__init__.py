@@ -10,10 +10,12 @@ import jax  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 _device.configure_compilation_cache()
 
+from azero_jax.evaluator import evaluate  # noqa: E402
 from azero_jax.ops import OPS, Op  # noqa: E402
 from azero_jax.program import Instruction, Program, ProgramSyntaxError  # noqa: E402
 from azero_jax.tasks.task import Task  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["OPS", "Instruction", "Op", "Program", "ProgramSyntaxError", "Task", "__version__"]
+__all__ = ["OPS", "Instruction", "Op", "Program", "ProgramSyntaxError", "Task", "__version__",
+           "evaluate"]

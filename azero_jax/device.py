@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import os
+import platform
 
 
 def configure_host_devices() -> None:
-  """Exposes every CPU core as a JAX host device so the evaluator can split batches over them.
+  """Sets the XLA:CPU flags the evaluator relies on; must run before JAX initialises its backends.
 
-  XLA:CPU runs the evaluator's small ops on one core; a second host device lets the evaluator
-  shard the population. Must run before JAX initialises its backends; respects a user's own
-  `--xla_force_host_platform_device_count` in XLA_FLAGS.
+  A flag the user already names in XLA_FLAGS is left as it is.
+  - `--xla_force_host_platform_device_count`: every CPU core is a JAX host device, so that the
+    evaluator can shard the population (XLA:CPU runs the evaluator's small ops on one core).
+  - `--xla_cpu_max_isa=AVX` (x86-64 only): no fused multiply-adds. XLA:CPU contracts `a * b + c`
+    into one FMA wherever the CPU has them (AVX2 and later) and has no flag to stop only that;
+    the original's default build (SSE2) and the NumPy interpreter round every product, and the
+    contraction decides whether a std of equal entries is NaN (REFERENCE.md Appendix B).
   """
   flags = os.environ.get("XLA_FLAGS", "")
+  defaults = []
   if "xla_force_host_platform_device_count" not in flags:
     count = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                 else (os.cpu_count() or 1))
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    defaults.append(f"--xla_force_host_platform_device_count={count}")
+  if "xla_cpu_max_isa" not in flags and platform.machine().lower() in ("x86_64", "amd64"):
+    defaults.append("--xla_cpu_max_isa=AVX")
+  os.environ["XLA_FLAGS"] = " ".join([flags, *defaults]).strip()
 
 
 def configure_compilation_cache() -> None:

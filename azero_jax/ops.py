@@ -82,47 +82,116 @@ def _heaviside_gt(xp, x):
   return xp.where(x > 0, 1.0, 0.0).astype(x.dtype)
 
 
-def _sum(xp, x, axis=-1):
-  """x summed along `axis` in index order: one summation order whatever the batch (XLA:CPU
-  hands batched reductions and dots to library kernels chosen by size, which changed last bits)."""
-  x = xp.moveaxis(x, axis, -1)
+# Sums inside ops follow the original's default build (Eigen 3.4, g++ -O2 without -march: SSE2
+# packets of two doubles, no fused multiply-add), so that results match it bit for bit and do not
+# depend on how XLA batches them (REFERENCE.md Appendix B). Every helper sums along the last axis
+# with explicit slices and adds, which XLA neither reorders nor hands to a library kernel.
+# Eigen unrolls the sum of n coefficients (each costing `read_cost` to read) completely while
+# n * read_cost + (n - 1) stays within this limit, and loops with two accumulators beyond it.
+_UNROLL_LIMIT = 220
+PLAIN, SQUARE, PRODUCT = 1, 2, 3  # read costs: x, abs2(x) (norms), x * y (dot, std)
+
+
+def _pairwise(x):
+  """Halving tree: (x0 + x1) + (x2 + x3) for 4 terms (Eigen's unrolled scalar sum)."""
+  if x.shape[-1] == 1:
+    return x[..., 0]
+  half = x.shape[-1] // 2
+  return _pairwise(x[..., :half]) + _pairwise(x[..., half:])
+
+
+def _in_order(x):
+  """((x0 + x1) + x2) + ... ."""
   total = x[..., 0]
   for i in range(1, x.shape[-1]):
     total = total + x[..., i]
   return total
 
 
-def _inner(xp, a, b):
-  """sum_i a[..., i] * b[..., i], added in index order (`_sum`)."""
-  return _sum(xp, a * b)
+def _packet_tree(x):
+  """Eigen's unrolled SSE2 sum: a halving tree over packets (x0, x1), (x2, x3), ..., added
+  lane-wise, then lane 0 + lane 1; for 4 terms (x0 + x2) + (x1 + x3). An odd last term comes
+  after."""
+  even = x.shape[-1] // 2 * 2
+  if even == 0:
+    return x[..., 0]
+  total = _pairwise(x[..., 0:even:2]) + _pairwise(x[..., 1:even:2])
+  return total + x[..., -1] if even < x.shape[-1] else total
 
 
-def _matrix_sum(xp, m):
-  """All elements of m, each row summed in order, then the rows in order."""
-  return _sum(xp, _sum(xp, m))
+def _two_accumulators(xp, x):
+  """Eigen's looped SSE2 sum: packets 0, 2, 4, ... go into one accumulator and 1, 3, 5, ... into
+  another, each in order; then the accumulators lane-wise (plus an odd last packet), lane 0 +
+  lane 1, and an odd last term."""
+  n = x.shape[-1]
+  body = n // 4 * 4
+  # lanes[..., k]: entries k, k + 4, k + 8, ... in order (lane k % 2 of accumulator k // 2).
+  lanes = _in_order(xp.swapaxes(x[..., :body].reshape(*x.shape[:-1], body // 4, 4), -1, -2))
+  low, high = lanes[..., 0] + lanes[..., 2], lanes[..., 1] + lanes[..., 3]
+  if n - body >= 2:
+    low, high = low + x[..., body], high + x[..., body + 1]
+  total = low + high
+  return total + x[..., -1] if n % 2 else total
+
+
+def _eigen_sum(xp, x, read_cost=PLAIN):
+  """x summed along its last axis (a contiguous run in the original's row-major storage) as
+  Eigen sums it: a packet tree when unrolled, two accumulators otherwise."""
+  n = x.shape[-1]
+  if n * read_cost + (n - 1) <= _UNROLL_LIMIT:
+    return _packet_tree(x)
+  return _two_accumulators(xp, x)
+
+
+def _entries(m):
+  """The F * F entries of a matrix in row-major order."""
+  return m.reshape(*m.shape[:-2], m.shape[-2] * m.shape[-1])
+
+
+def _plus_zero(xp, x):
+  """0.0 + x: a -0.0 sum becomes +0.0, as in Eigen's products that add into a zeroed destination
+  (written as a select: XLA simplifies `0.0 + x` to x)."""
+  return xp.where(x == 0, xp.zeros_like(x), x)
+
+
+# Eigen hands products with a dimension of at least this size to its GEMV/GEMM kernels and
+# computes smaller ones coefficient by coefficient.
+_KERNEL_MIN_SIZE = 8
 
 
 def _vector_mean(xp, v):
-  return _sum(xp, v) / v.shape[-1]
-
-
-def _matrix_mean(xp, m):
-  return _matrix_sum(xp, m) / (m.shape[-1] * m.shape[-2])
+  return _eigen_sum(xp, v) / v.shape[-1]
 
 
 def _vector_std(xp, v):
+  """sqrt(dot(v, v) / F - mean^2), unclamped: NaN when rounding makes it negative."""
   mean = _vector_mean(xp, v)
-  return xp.sqrt(_inner(xp, v, v) / v.shape[-1] - mean * mean)
+  return xp.sqrt(_eigen_sum(xp, v * v, PRODUCT) / v.shape[-1] - mean * mean)
+
+
+def _matrix_mean(xp, m):
+  return _eigen_sum(xp, _entries(m)) / (m.shape[-1] * m.shape[-2])
 
 
 def _matrix_std(xp, m):
   mean = _matrix_mean(xp, m)
-  return xp.sqrt(_matrix_sum(xp, m * m) / (m.shape[-1] * m.shape[-2]) - mean * mean)
+  return xp.sqrt(_eigen_sum(xp, _entries(m * m), PRODUCT) / (m.shape[-1] * m.shape[-2])
+                 - mean * mean)
 
 
-def _row_std(xp, m):
-  mean = _sum(xp, m) / m.shape[-1]
-  return xp.sqrt(_sum(xp, m * m) / m.shape[-1] - mean * mean)
+def _matrix_vector_product(xp, m, v):
+  products = m * v[..., None, :]
+  if m.shape[-1] < _KERNEL_MIN_SIZE:
+    return _eigen_sum(xp, products, PRODUCT)
+  # GEMV: even and odd columns in two lanes, each in order.
+  return _plus_zero(xp, _in_order(products[..., 0::2]) + _in_order(products[..., 1::2]))
+
+
+def _matrix_product(xp, a, b):
+  products = a[..., :, None, :] * xp.swapaxes(b, -1, -2)[..., None, :, :]  # [i, j, k]
+  if a.shape[-1] < _KERNEL_MIN_SIZE:
+    return _pairwise(products)
+  return _plus_zero(xp, _in_order(products))  # GEMM: in order over k
 
 
 def _uniform(xp, low, high, rand, old):
@@ -208,7 +277,7 @@ _TABLE = [
      lambda xp, a, b, old, data, rand: xp.zeros_like(old) + a),
     (20, "VECTOR_RECIPROCAL", (V,), V, _NO, "{o} = 1 / {a}", 6311851, _unary(lambda xp, a: 1 / a)),
     (21, "VECTOR_NORM", (V,), S, _NO, "{o} = norm({a})", 4810562,
-     _unary(lambda xp, a: xp.sqrt(_inner(xp, a, a)))),
+     _unary(lambda xp, a: xp.sqrt(_eigen_sum(xp, a * a, SQUARE)))),
     (22, "VECTOR_ABS", (V,), V, _NO, "{o} = abs({a})", 3713533, _unary(lambda xp, a: xp.abs(a))),
     (23, "VECTOR_SUM", (V, V), V, _NO, "{o} = {a} + {b}", 4701519, _binary(lambda xp, a, b: a + b)),
     (24, "VECTOR_DIFF", (V, V), V, _NO, "{o} = {a} - {b}", 4165747,
@@ -218,7 +287,7 @@ _TABLE = [
     (26, "VECTOR_DIVISION", (V, V), V, _NO, "{o} = {a} / {b}", 4556237,
      _binary(lambda xp, a, b: a / b)),
     (27, "VECTOR_INNER_PRODUCT", (V, V), S, _NO, "{o} = dot({a}, {b})", 4294617,
-     _binary(_inner)),
+     _binary(lambda xp, a, b: _eigen_sum(xp, a * b, PRODUCT))),
     (28, "VECTOR_OUTER_PRODUCT", (V, V), M, _NO, "{o} = outer({a}, {b})", 9833707,
      _binary(lambda xp, a, b: a[:, None] * b[None, :])),
     (29, "SCALAR_MATRIX_PRODUCT", (S, M), M, _NO, "{o} = {a} * {b}", 5986302,
@@ -226,17 +295,17 @@ _TABLE = [
     (30, "MATRIX_RECIPROCAL", (M,), M, _NO, "{o} = 1 / {a}", 24336141,
      _unary(lambda xp, a: 1 / a)),
     (31, "MATRIX_VECTOR_PRODUCT", (M, V), V, _NO, "{o} = dot({a}, {b})", 9310002,
-     _binary(lambda xp, a, b: _inner(xp, a, b[None, :]))),
+     _binary(_matrix_vector_product)),
     (32, "VECTOR_COLUMN_BROADCAST", (V,), M, _NO, "{o} = bcast({a}, axis=0)", 10993088,
      lambda xp, a, b, old, data, rand: xp.zeros_like(old) + a[:, None]),
     (33, "VECTOR_ROW_BROADCAST", (V,), M, _NO, "{o} = bcast({a}, axis=1)", 11087322,
      lambda xp, a, b, old, data, rand: xp.zeros_like(old) + a[None, :]),
     (34, "MATRIX_NORM", (M,), S, _NO, "{o} = norm({a})", 6422746,
-     _unary(lambda xp, a: xp.sqrt(_matrix_sum(xp, a * a)))),
+     _unary(lambda xp, a: xp.sqrt(_eigen_sum(xp, _entries(a * a), SQUARE)))),
     (35, "MATRIX_COLUMN_NORM", (M,), V, _NO, "{o} = norm({a}, axis=0)", 6682187,
-     _unary(lambda xp, a: xp.sqrt(_sum(xp, a * a, axis=0)))),
+     _unary(lambda xp, a: xp.sqrt(_pairwise(xp.swapaxes(a * a, -1, -2))))),
     (36, "MATRIX_ROW_NORM", (M,), V, _NO, "{o} = norm({a}, axis=1)", 13351123,
-     _unary(lambda xp, a: xp.sqrt(_sum(xp, a * a, axis=1)))),
+     _unary(lambda xp, a: xp.sqrt(_eigen_sum(xp, a * a, SQUARE)))),
     (37, "MATRIX_TRANSPOSE", (M,), M, _NO, "{o} = transpose({a})", 9394756,
      _unary(lambda xp, a: a.T)),
     (38, "MATRIX_ABS", (M,), M, _NO, "{o} = abs({a})", 4630926, _unary(lambda xp, a: xp.abs(a))),
@@ -248,7 +317,7 @@ _TABLE = [
     (42, "MATRIX_DIVISION", (M, M), M, _NO, "{o} = {a} / {b}", 18234378,
      _binary(lambda xp, a, b: a / b)),
     (43, "MATRIX_MATRIX_PRODUCT", (M, M), M, _NO, "{o} = matmul({a}, {b})", 14516296,
-     _binary(lambda xp, a, b: _inner(xp, a[:, None, :], xp.swapaxes(b, 0, 1)[None, :, :]))),
+     _binary(_matrix_product)),
     # min/max keep the NaN behaviour of std::min/std::max (scalar, vector) and of Eigen's
     # cwiseMin/cwiseMax (matrix): REFERENCE.md Appendix B.
     (44, "SCALAR_MIN", (S, S), S, _NO, "{o} = minimum({a}, {b})", 3677265,
@@ -266,8 +335,9 @@ _TABLE = [
     (50, "VECTOR_MEAN", (V,), S, _NO, "{o} = mean({a})", 4280443, _unary(_vector_mean)),
     (51, "MATRIX_MEAN", (M,), S, _NO, "{o} = mean({a})", 4595196, _unary(_matrix_mean)),
     (52, "MATRIX_ROW_MEAN", (M,), V, _NO, "{o} = mean({a}, axis=1)", 9763956,
-     _unary(lambda xp, a: _sum(xp, a) / a.shape[-1])),
-    (53, "MATRIX_ROW_ST_DEV", (M,), V, _NO, "{o} = std({a}, axis=1)", 16766477, _unary(_row_std)),
+     _unary(_vector_mean)),
+    (53, "MATRIX_ROW_ST_DEV", (M,), V, _NO, "{o} = std({a}, axis=1)", 16766477,
+     _unary(_vector_std)),  # row by row
     (54, "VECTOR_ST_DEV", (V,), S, _NO, "{o} = std({a})", 5585730, _unary(_vector_std)),
     (55, "MATRIX_ST_DEV", (M,), S, _NO, "{o} = std({a})", 10640216, _unary(_matrix_std)),
     (56, "SCALAR_CONST_SET", (), S, Data.ACTIVATION, "{o} = {act}", 3691108,

@@ -8,20 +8,28 @@
   result.json       the final result: seed, experiments, select and final fitness, the program
   checkpoints/      ckpt-<n>.npz, the newest two (azero_jax.search.checkpoint)
   workers/<w>/      on Ray: worker w's checkpoints/ and worker.json (azero_jax/search/workers.py)
+  lock              the pid and host of the run using the directory, while it runs
 
 Files are replaced atomically; progress.jsonl is appended to a line at a time, and a resumed run
 cuts it back to the lines its checkpoint had logged, so it ends as an uninterrupted run's would
 (elapsed_secs aside). Nothing is written before every flag is checked, and an existing non-empty
 directory is refused unless --resume or --overwrite says what to do with it.
+
+One run at a time uses a directory: a run holds an exclusive `flock` on `lock` from its start to
+its end, and a second run (or --resume) on the directory is refused, naming the holder. The kernel
+drops the flock when a process ends, however it ends, so a lock file left by a killed run is taken
+over, with a warning.
 """
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -45,6 +53,7 @@ from azero_jax.search.driver import (
 FILES = ("flags.txt", "run.json", "progress.jsonl", "best_program.txt", "result.json")
 CHECKPOINTS = "checkpoints"
 WORKERS = "workers"  # the checkpoints of a search's Ray workers (azero_jax/search/workers.py)
+LOCK = "lock"
 RUN_DIR_FLAGS = ("checkpoint_every", "checkpoint_every_secs", "resume", "overwrite")
 _NOT_RECORDED = ("flagfile", "resume", "overwrite")
 
@@ -96,6 +105,93 @@ class StopSignals:
           "a checkpoint (signal again to stop at once)", file=sys.stderr, flush=True)
 
 
+class DirectoryInUse(ValueError):
+  """A live run holds the lock of the run directory."""
+
+  def __init__(self, path: Path, pid: str, host: str):
+    super().__init__(f"--run_dir: {path} is in use by pid {pid} on host {host}")
+
+
+def _try_flock(file, operation: int) -> bool:
+  """Takes `operation` (fcntl.LOCK_SH or LOCK_EX) on `file` without waiting; False if held."""
+  try:
+    fcntl.flock(file.fileno(), operation | fcntl.LOCK_NB)
+  except BlockingIOError:
+    return False
+  return True
+
+
+def _holder(file, wait_secs: float = 0.0) -> tuple[str, str] | None:
+  """(pid, host) written in a lock file, waiting up to `wait_secs` for a holder that has taken
+  the flock but not yet written them; None for an empty or unreadable file."""
+  deadline = time.monotonic() + wait_secs
+  while True:
+    file.seek(0)
+    try:
+      record = json.loads(file.read())
+      return str(record["pid"]), str(record["host"])
+    except (ValueError, KeyError, TypeError):
+      if time.monotonic() >= deadline:
+        return None
+    time.sleep(0.01)
+
+
+def _in_use(directory: Path, file) -> DirectoryInUse:
+  pid, host = _holder(file, wait_secs=1.0) or ("unknown", "unknown")
+  return DirectoryInUse(directory, pid, host)
+
+
+class RunLock:
+  """The lock of one run directory: an exclusive flock on `<dir>/lock`, a file that names the
+  pid and host of the run holding it."""
+
+  def __init__(self, directory: Path):
+    self.directory = Path(directory)
+    self.path = self.directory / LOCK
+    self._file = None
+
+  def check(self) -> None:
+    """Raises DirectoryInUse if a live run holds the lock; reads, writes nothing."""
+    try:
+      file = open(self.path)
+    except OSError:
+      return  # no lock file: nobody holds it
+    with file:
+      if not _try_flock(file, fcntl.LOCK_SH):
+        raise _in_use(self.directory, file)
+
+  def acquire(self) -> None:
+    """Takes the lock of the existing directory, taking over one a run that ended left behind
+    (with a one-line warning); raises DirectoryInUse if a live run holds it."""
+    while True:
+      file = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+")
+      if not _try_flock(file, fcntl.LOCK_EX):
+        with file:
+          raise _in_use(self.directory, file)
+      try:
+        if os.stat(self.path).st_ino == os.fstat(file.fileno()).st_ino:
+          break
+      except FileNotFoundError:
+        pass
+      file.close()  # the holder ended and removed the file between our open and flock: again
+    left = _holder(file)
+    if left:
+      sys.stderr.write(f"warning: --run_dir: {self.directory} was locked by pid {left[0]} on "
+                       f"host {left[1]}, which has ended; taking the lock over\n")
+    file.seek(0)
+    file.truncate()
+    file.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+    file.flush()
+    self._file = file
+
+  def release(self) -> None:
+    """Removes the lock file and drops the flock (nothing if not held)."""
+    if self._file is not None:
+      self.path.unlink(missing_ok=True)
+      self._file.close()
+      self._file = None
+
+
 def _write_text(path: Path, text: str) -> None:
   files.write_atomic(path, text)
 
@@ -117,15 +213,18 @@ def flags_text(fv: flags.FlagValues) -> str:
 
 
 def check_path(path: Path, *, resume: bool, overwrite: bool) -> None:
-  """Raises ValueError unless a run can be written (or resumed) in `path`; writes nothing."""
+  """Raises ValueError unless a run can be written (or resumed) in `path` (DirectoryInUse if a
+  live run uses it); writes nothing."""
   if resume and overwrite:
     raise ValueError("--resume and --overwrite exclude each other")
   if path.exists() and not path.is_dir():
     raise ValueError(f"--run_dir: {path} is not a directory")
+  RunLock(path).check()
   if resume and not checkpoint.checkpoints(path / CHECKPOINTS):
     raise ValueError(f"--resume: no checkpoint in {path / CHECKPOINTS}: nothing to resume "
                      "(start the run again with --overwrite)")
-  if not resume and not overwrite and path.is_dir() and any(path.iterdir()):
+  if not resume and not overwrite and path.is_dir() and any(
+      p.name != LOCK for p in path.iterdir()):
     raise ValueError(f"--run_dir: {path} is not empty: pass --resume to continue its run or "
                      "--overwrite to replace it")
   existing = next(p for p in (path, *path.absolute().parents) if p.exists())
@@ -167,7 +266,8 @@ def from_flags(config: SearchConfig, fv: flags.FlagValues = flags.FLAGS) -> RunD
 
 class RunDirectory(RunHooks):
   """Writes a run's files as the driver reports to it, checkpoints at its boundaries and stops
-  the run (raising `Interrupted`) after a checkpoint once `stop` has seen a signal."""
+  the run (raising `Interrupted`) after a checkpoint once `stop` has seen a signal. It holds the
+  directory's lock from `started` to `finished` (or `close`, which ends a run that stopped)."""
 
   def __init__(self, path: Path, config: SearchConfig, *, flags_text: str,
                loaded: checkpoint.Loaded | None = None, overwrite: bool = False, every: int = 0,
@@ -179,6 +279,7 @@ class RunDirectory(RunHooks):
     self.overwrite = overwrite
     self.every, self.every_secs = every, every_secs
     self.stop = StopSignals()
+    self.lock = RunLock(self.path)
     self.progress_lines = loaded.extra["progress_lines"] if loaded else 0
     self.selected = bool(loaded and loaded.snapshot.experiments)  # a candidate was selected
     self.saved_evaluations = loaded.snapshot.evaluations if loaded else 0
@@ -192,8 +293,10 @@ class RunDirectory(RunHooks):
     return self.loaded.snapshot if self.loaded else None
 
   def started(self, seed: int) -> None:
-    """Creates the directory (or takes over the resumed one), names it on stderr and records the
-    run."""
+    """Creates the directory (or takes over the resumed one), locks it, names it on stderr and
+    records the run; raises DirectoryInUse, having written nothing, if a live run holds it."""
+    self.path.mkdir(parents=True, exist_ok=True)
+    self.lock.acquire()
     sys.stderr.write(f"run directory: {self.path}\n")
     facts = {"time": _now(), "command": sys.argv, "device": device.describe()}
     self.saved_time = time.monotonic()
@@ -207,7 +310,6 @@ class RunDirectory(RunHooks):
       return
     if self.overwrite:
       self._clear()
-    self.path.mkdir(parents=True, exist_ok=True)
     _write_text(self.path / "flags.txt", self.flags_text)
     (self.path / "progress.jsonl").touch()
     _write_json(self.path / "run.json", {
@@ -260,8 +362,12 @@ class RunDirectory(RunHooks):
     if self.stop.signum is not None:
       raise Interrupted(self.stop.signum, self.last_checkpoint)
 
+  def close(self) -> None:
+    """Ends the run's use of the directory: releases its lock."""
+    self.lock.release()
+
   def finished(self, result: RunResult) -> None:
-    """Writes result.json."""
+    """Writes result.json and releases the directory."""
     _write_json(self.path / "result.json", {
         "seed": result.seed, "select_fitness": result.select_fitness,
         "final_fitness": result.final_fitness, "seconds": round(result.seconds, 3),
@@ -270,3 +376,4 @@ class RunDirectory(RunHooks):
                          "fec_hit_rate": e.hit_rate, "seconds": round(e.seconds, 3)}
                         for e in result.experiments],
         "program": result.best_program.to_text()})
+    self.close()

@@ -238,9 +238,14 @@ def main(argv: list[str]) -> int:
     with contextlib.redirect_stdout(sys.stderr if spec else sys.stdout):
       run(config, write, hooks=directory, resume=directory.resume if directory else None,
           search=search)
+  except run_dir.DirectoryInUse as error:  # taken by another run since from_flags checked it
+    raise cli.UserError(str(error)) from None
   except run_dir.Interrupted as stop:
     sys.stderr.write(f"run_search: {stop}; continue with the same flags and --resume\n")
     return 128 + stop.signum
+  finally:
+    if directory:
+      directory.close()
   return 0
 
 

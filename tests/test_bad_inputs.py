@@ -5,16 +5,20 @@ directory first), exit status 2, no traceback, and nothing written.
 Every case runs as a subprocess in a fresh work folder, which is also where its outputs would go
 (--run_dir, --output_dir, the current directory, the data and compilation caches); the folder's
 contents are compared before and after. The work folder holds `full/old.txt` (a non-empty
-folder) and `readonly/` (mode 0o500).
+folder), `readonly/` (mode 0o500) and `busy/`, a run directory whose lock this test holds.
 """
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from azero_jax import run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "experiments" / "configs"
@@ -22,7 +26,7 @@ DEMO = f"--flagfile={CONFIGS / 'demo.flags'}"
 BASELINE = f"--flagfile={CONFIGS / 'baseline.flags'}"  # binary tasks, INSERT / REMOVE_INSTRUCTION
 SEARCH = ("experiments.run_search", DEMO, "--run_dir={work}/run")
 COMPARE = ("experiments.compare", DEMO, "--evaluations=100", "--seeds=1")
-EVALUATE = ("azero_jax.evaluate", "--task=linear")
+EVALUATE = ("experiments.evaluate", "--task=linear")
 
 PROGRAMS = {
     "unknown_op.txt": "def Setup():\n  s2 = frob(s1)\ndef Predict():\ndef Learn():\n",
@@ -30,6 +34,7 @@ PROGRAMS = {
     "garbage.txt": "hello world\n",
     "out_of_order.txt": "def Predict():\ndef Setup():\ndef Learn():\n",
     "s99.txt": "def Setup():\n  s99 = 0.1\ndef Predict():\ndef Learn():\n",
+    "empty.txt": "def Setup():\ndef Predict():\ndef Learn():\n",
 }
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -101,6 +106,21 @@ CASES = [
     ("dataset_dir_malformed_cifar", ["experiments.run_search", BASELINE, "--run_dir={work}/run",
                                      "--dataset_dir={inputs}/bad_cifar", "--random_seed=1"],
      "malformed CIFAR-10 batch file"),
+    # Data files of the arrays family.
+    ("arrays_missing_array", [*SEARCH, "--search_task=arrays:path={inputs}/no_valid.npz"],
+     "--search_task: {inputs}/no_valid.npz: no array y_valid; expected arrays x_train [n, D], "
+     "y_train [n], x_valid [m, D], y_valid [m] (and optionally x_test [k, D], y_test [k])"),
+    ("arrays_wrong_shape", [*SEARCH, "--select_task=arrays:path={inputs}/short_labels.npz"],
+     "--select_task: {inputs}/short_labels.npz: x_train has shape (20, 4) and y_train (19,); "
+     "expected x_train [n, D] and y_train [n] with n >= 1 and D (features) the same in every "
+     "split, D >= 1"),
+    ("arrays_nan", [*SEARCH, "--final_task=arrays:path={inputs}/nan.npz"],
+     "--final_task: {inputs}/nan.npz: x_valid holds NaN or infinite values; expected finite "
+     "numbers"),
+    ("arrays_labels_not_binary", ["experiments.evaluate", "--program={inputs}/empty.txt",
+                                  "--task=arrays:path={inputs}/labels.csv,eval_type=accuracy,features=2"],
+     "--task: {inputs}/labels.csv: y_train holds the label 3; eval_type=accuracy expects labels "
+     "0 and 1"),
     ("task_dataset_dir_without_cifar", ["experiments.baselines",
                                         "--task=binary_cifar10:dataset_dir={inputs}/empty"],
      "CIFAR-10 batch file not found: '{inputs}/empty/data_batch_1'"),
@@ -125,6 +145,8 @@ CASES = [
     ("run_dir_not_empty", [*SEARCH[:2], "--run_dir={work}/full"],
      "--run_dir: {work}/full is not empty: pass --resume"),
     ("resume_without_checkpoint", [*SEARCH, "--resume"], "--resume: no checkpoint in"),
+    ("run_dir_in_use", [*SEARCH[:2], "--run_dir={work}/busy", "--resume"],
+     "--run_dir: {work}/busy is in use by pid {pid} on host {host}"),
     ("checkpoint_every_negative", [*SEARCH, "--checkpoint_every=-1"],
      "--checkpoint_every must be >= 0, got -1"),
     ("compare_output_dir_not_empty", [*COMPARE, "--output_dir={work}/full"],
@@ -181,6 +203,11 @@ def inputs(tmp_path_factory) -> Path:
   (folder / "bad_cifar").mkdir()
   for name in CIFAR_FILES:
     (folder / "bad_cifar" / name).write_bytes(b"not a pickle")
+  x, y = np.ones((20, 4)), np.zeros(20)
+  np.savez(folder / "no_valid.npz", x_train=x, y_train=y, x_valid=x)
+  np.savez(folder / "short_labels.npz", x_train=x, y_train=y[:-1], x_valid=x, y_valid=y)
+  np.savez(folder / "nan.npz", x_train=x, y_train=y, x_valid=x * np.nan, y_valid=y)
+  (folder / "labels.csv").write_text("a,b,label\n" + "1,2,0\n" * 9 + "1,2,3\n")
   return folder
 
 
@@ -210,16 +237,22 @@ def check_bad_input(argv, message, inputs, tmp_path, prefix=(sys.executable,), n
   (work / "full").mkdir(parents=True)
   (work / "full" / "old.txt").write_text("an earlier run")
   (work / "readonly").mkdir(mode=0o500)
+  (work / "busy").mkdir()
+  busy = run_dir.RunLock(work / "busy")
+  busy.acquire()
   before = tree(work)
-  fill = lambda text: text.format(work=work, inputs=inputs)
+  fill = lambda text: text.format(work=work, inputs=inputs, pid=os.getpid(),
+                                  host=socket.gethostname())
   path = os.pathsep.join(str(folder) for folder in (no_ray, ROOT) if folder)
   env = {**os.environ, "PYTHONPATH": path, "AZERO_JAX_CACHE_DIR": str(work / "cache")}
   done = subprocess.run([*prefix, "-m", *map(fill, argv)], cwd=work, env=env,
                         capture_output=True, text=True, timeout=120)
   (work / "readonly").chmod(0o700)
+  after = tree(work)
+  busy.release()
   errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
   assert done.returncode == 2, done.stderr
   assert "Traceback" not in done.stderr
   assert errors == done.stderr.strip().splitlines()[-1:], done.stderr  # one line, the last
   assert fill(message) in errors[0]
-  assert tree(work) == before
+  assert after == before

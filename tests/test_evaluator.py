@@ -118,8 +118,8 @@ def test_a_key_folded_inside_the_call_gives_the_draws_of_a_key_folded_before():
 
 
 def test_results_do_not_depend_on_the_compiled_batch_size():
-  """Sums inside ops run in index order (ops._sum, ops._inner): XLA:CPU picks a reduction or dot
-  kernel by size, which changed last bits with the batch size (BUILD_NOTES.md)."""
+  """Sums inside ops are explicit adds in a fixed order (the original's, ops._eigen_sum): XLA:CPU
+  picks a reduction or dot kernel by size, which changed last bits with the batch size."""
   op_list = tuple(op.id for op in ops.OPS[1:] if ops.MATRIX in (op.output, *op.inputs))
   randomizer = Randomizer((op_list,) * 3, Memory(4, 3, 3))
   programs = randomizer.programs(initial_program(InitModel.NO_OP, (6, 4, 6)), 16,

@@ -47,5 +47,5 @@ def test_on_grid_takes_the_last_point_at_or_before():
 
 def test_missing_matplotlib_names_the_extra(monkeypatch):
   monkeypatch.setitem(sys.modules, "matplotlib", None)
-  with pytest.raises(plots.PlotsUnavailable, match=r"azero-jax\[plots\]"):
+  with pytest.raises(plots.PlotsUnavailable, match=r'pip install -e "\.\[plots\]"'):
     plots.pyplot()

@@ -1,9 +1,11 @@
 """The run directory (azero_jax/run_dir.py) and the launcher's --run_dir, --resume and signals."""
 
 import json
+import os
 import pathlib
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -102,14 +104,64 @@ def test_a_run_writes_its_files_and_overwrite_replaces_only_them(tmp_path):
   logged = (path / "progress.jsonl").read_text()
   with open(path / "progress.jsonl", "a") as file:  # lines after the checkpoint, one cut short
     file.write('{"experiment": 2, "evaluations": 40}\n{"experiment": 2, "evalu')
-  directory(f"--run_dir={path}", "--max_train_steps=200000", "--resume").started(7)
+  resumed = directory(f"--run_dir={path}", "--max_train_steps=200000", "--resume")
+  resumed.started(7)
   assert (path / "progress.jsonl").read_text() == logged
   assert len(json.loads((path / "run.json").read_text())["resumes"]) == 1
+  resumed.close()
   (path / "notes.txt").write_text("mine")
   hooks = directory(f"--run_dir={path}", "--overwrite")
   hooks.started(7)
   assert sorted(p.name for p in path.iterdir()) == [
-      "flags.txt", "notes.txt", "progress.jsonl", "run.json"]
+      "flags.txt", "lock", "notes.txt", "progress.jsonl", "run.json"]
+  hooks.close()
+  assert not (path / "lock").exists()
+
+
+def in_use(path, pid=None):
+  return re.escape(f"--run_dir: {path} is in use by pid {pid or os.getpid()} on host "
+                   f"{socket.gethostname()}")
+
+
+def test_one_run_per_directory(tmp_path, capsys):
+  path = tmp_path / "run"
+  first, second = directory(f"--run_dir={path}"), directory(f"--run_dir={path}")
+  first.started(7)
+  assert json.loads((path / "lock").read_text()) == {"pid": os.getpid(),
+                                                      "host": socket.gethostname()}
+  written = {p: p.read_bytes() for p in path.rglob("*")}
+  with pytest.raises(run_dir.DirectoryInUse, match=f"^{in_use(path)}$"):
+    second.started(7)  # it passed its checks before the first run started: refused here
+  for args in (["--resume"], ["--overwrite"], []):
+    with pytest.raises(run_dir.DirectoryInUse, match=f"^{in_use(path)}$"):
+      directory(f"--run_dir={path}", *args)
+  assert {p: p.read_bytes() for p in path.rglob("*")} == written
+  first.close()
+  capsys.readouterr()
+  directory(f"--run_dir={path}", "--overwrite").started(7)  # free again: no warning
+  assert "warning" not in capsys.readouterr().err
+
+
+def test_a_lock_left_by_an_ended_run_is_taken_over(tmp_path, capsys):
+  path = tmp_path / "run"
+  path.mkdir()
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys; from azero_jax import run_dir; "
+       "lock = run_dir.RunLock(sys.argv[1]); lock.acquire(); print(flush=True); sys.stdin.read()",
+       str(path)],
+      cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  holder.stdout.readline()  # it holds the lock
+  with pytest.raises(run_dir.DirectoryInUse, match=in_use(path, holder.pid)):
+    directory(f"--run_dir={path}")
+  holder.kill()
+  holder.wait()
+  hooks = directory(f"--run_dir={path}")  # the lock file is still there, its flock is not
+  hooks.started(7)
+  warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+  assert warnings == [f"warning: --run_dir: {path} was locked by pid {holder.pid} on host "
+                      f"{socket.gethostname()}, which has ended; taking the lock over"]
+  assert json.loads((path / "lock").read_text())["pid"] == os.getpid()
+  hooks.close()
 
 
 # End to end: the launcher killed, stopped by a signal and resumed, against one whole run.
@@ -172,12 +224,18 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, whole):
   path = tmp_path / "run"
   process = launch(path)
   wait_until((path / "checkpoints" / "ckpt-000003.npz").exists, process)
+  refused = subprocess.run(  # the directory is in use
+      [sys.executable, "-m", "experiments.run_search", *FLAGS, f"--run_dir={path}", "--resume"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert refused.returncode == 2 and process.poll() is None
+  assert refused.stderr == f"error: --run_dir: {path} is in use by pid {process.pid} on host " \
+                           f"{socket.gethostname()}\n"
   process.kill()
   process.communicate()
   logged = len((path / "progress.jsonl").read_text().splitlines())
   resumed = checkpoint.load_latest(path / "checkpoints", run_search.config_from_flags(parse()))
   assert resumed.extra["progress_lines"] <= logged
-  stdout = complete(path, "--resume")
+  stdout = complete(path, "--resume")  # takes over the lock the killed run left
   assert "Resuming evolution experiment 1 at " in stdout
   printed = progress_lines(stdout)
   assert printed and printed == progress_lines(whole_stdout)[-len(printed):]

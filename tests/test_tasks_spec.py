@@ -10,7 +10,7 @@ from azero_jax.tasks.spec import FAMILIES, TaskSpec, define_task_flags, spec_fro
 
 def test_family_names():
   assert FAMILIES == ("linear", "affine", "nonlinear", "zeros", "ones", "increment",
-                      "binary_digits", "binary_cifar10", "binary_mnist")
+                      "binary_digits", "binary_cifar10", "binary_mnist", "arrays")
 
 
 def test_parse_spec_string():
@@ -35,7 +35,8 @@ def test_parse_spec_string():
     "linear", "linear:features=8,num_tasks=3,param_seeds=5,6,data_seeds=9",
     "binary_mnist:dataset_dir=/x,held_out_pairs=0-1,2-3,num_epochs=2",
     "binary_digits:held_out_pairs=none,positive_class=3,negative_class=5",
-    "ones:eval_type=accuracy,num_train_examples=12"])
+    "ones:eval_type=accuracy,num_train_examples=12",
+    "arrays:path=data/x.npz,eval_type=accuracy,features=16,num_tasks=10"])
 def test_to_string_round_trip(text):
   spec = TaskSpec.parse(text)
   assert TaskSpec.parse(spec.to_string()) == spec
@@ -56,6 +57,8 @@ def test_to_string_round_trip(text):
     ("increment:increment=big", "increment='big' is not a number"),
     ("nonlinear:features=2", "needs features >= 3, got 2"),
     ("binary_cifar10:features=16", "needs dataset_dir"),
+    ("arrays:features=16", r"needs path \(an \.npz or \.csv data file\)"),
+    ("linear:path=data.npz", "path is for the arrays family only"),
     ("binary_digits:positive_class=3", "give both positive_class and negative_class"),
     ("binary_digits:positive_class=3,negative_class=3", r"two different classes.*\(3, 3\)"),
     ("binary_digits:held_out_pairs=3:5", "'3:5' is not a class pair like 3-5"),

@@ -27,8 +27,8 @@ def pyplot():
   try:
     import matplotlib
   except ImportError:
-    raise PlotsUnavailable("plots need matplotlib: pip install 'azero-jax[plots]' (or pass "
-                           "--noplots)") from None
+    raise PlotsUnavailable('plots need matplotlib, which the plain install leaves out: '
+                           'pip install -e ".[plots]" (or pass --noplots)') from None
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   return plt

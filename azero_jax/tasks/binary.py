@@ -162,10 +162,11 @@ def _source_fingerprint(dataset: str, dataset_dir) -> str:
   """Identifies the source data: its files' real paths, sizes and times, or sklearn's version."""
   parts = [dataset, str(CACHE_FORMAT_VERSION), repr(MAX_PER_CLASS[dataset]),
            repr(HOLDOUT_FRACTION[dataset])]
+  sources = datasets.source_files(dataset, dataset_dir)  # raises if missing (digits: sklearn)
   if dataset == "digits":
     import sklearn
     parts.append(sklearn.__version__)
-  for path in datasets.source_files(dataset, dataset_dir):
+  for path in sources:
     stat = os.stat(path)
     parts += [os.path.realpath(path), str(stat.st_size), str(stat.st_mtime_ns)]
   return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]

@@ -158,14 +158,20 @@ def load_mnist(dataset_dir, split: str = "train") -> tuple[np.ndarray, np.ndarra
 
 # --- scikit-learn digits ----------------------------------------------------------------------
 
-def load_digits() -> tuple[np.ndarray, np.ndarray]:
-  """scikit-learn's bundled 8x8 digits: images [1797, 64] (uint8 values 0..16) and labels."""
+def sklearn_datasets():
+  """scikit-learn's `datasets` module, which holds the digits; a DatasetError naming the extra to
+  install when scikit-learn is missing (the plain `pip install -e .` leaves it out)."""
   try:
     from sklearn import datasets as sk_datasets
-  except ImportError as e:
-    raise DatasetError("the digits dataset needs scikit-learn: pip install 'azero-jax[digits]'"
-                       ) from e
-  digits = sk_datasets.load_digits()
+  except ImportError:
+    raise DatasetError('the digits dataset needs scikit-learn, which the plain install leaves '
+                       'out: pip install -e ".[digits]"') from None
+  return sk_datasets
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+  """scikit-learn's bundled 8x8 digits: images [1797, 64] (uint8 values 0..16) and labels."""
+  digits = sklearn_datasets().load_digits()
   return digits.data.astype(np.uint8), digits.target.astype(np.int64)
 
 
@@ -182,11 +188,13 @@ def load_dataset(name: str, dataset_dir=None, split: str = "train"
 
 
 def source_files(name: str, dataset_dir=None, split: str = "train") -> list[str]:
-  """The files `load_dataset` reads for `name` (none for digits); raises if any is missing."""
+  """The files `load_dataset` reads for `name` (none for digits, which come with scikit-learn);
+  raises DatasetError if any is missing (or, for digits, scikit-learn)."""
   if name == "cifar10":
     return _cifar_files(dataset_dir, split)
   if name == "mnist":
     return _mnist_files(dataset_dir, split)
   if name == "digits":
+    sklearn_datasets()
     return []
   raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")

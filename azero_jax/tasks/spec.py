@@ -5,6 +5,7 @@ A spec string is a family name, optionally followed by `:` and comma-separated `
   linear:features=4,num_tasks=10,num_train_examples=100,num_valid_examples=100
   nonlinear:features=8,param_seeds=9000,data_seeds=19000
   binary_cifar10:features=16,num_tasks=10,dataset_dir=/data/cifar,held_out_pairs=0-5,0-9
+  arrays:path=data.npz,eval_type=accuracy,features=16,num_tasks=10
 
 List values (seeds, class pairs written `i-j`) are comma-separated too: a comma starts a new key
 only where `key=` follows. `held_out_pairs` also takes `recommended` (the 9 pairs of REFERENCE.md
@@ -18,14 +19,14 @@ import re
 
 from absl import flags
 
-from azero_jax.tasks import binary, datasets, synthetic
+from azero_jax.tasks import arrays, binary, datasets, synthetic
 from azero_jax.tasks.collections import task_seeds
 from azero_jax.tasks.task import Task
 
 REGRESSION_FAMILIES = ("linear", "affine", "nonlinear")
 UNIT_TEST_FAMILIES = ("zeros", "ones", "increment")
 BINARY_FAMILIES = ("binary_digits", "binary_cifar10", "binary_mnist")
-FAMILIES = REGRESSION_FAMILIES + UNIT_TEST_FAMILIES + BINARY_FAMILIES
+FAMILIES = REGRESSION_FAMILIES + UNIT_TEST_FAMILIES + BINARY_FAMILIES + ("arrays",)
 # Synthetic tasks default to the paper's 1000 train / 100 valid; binary tasks to their whole file.
 DEFAULT_NUM_TRAIN_EXAMPLES = 1000
 DEFAULT_NUM_VALID_EXAMPLES = 100
@@ -39,8 +40,9 @@ class TaskSpec:
   """A collection of `num_tasks` tasks of one family (REFERENCE.md §10.1).
 
   `num_train_examples` / `num_valid_examples` None means 1000 / 100 for synthetic families and
-  every example of the cached file for binary ones. `eval_type` None means the family's own
-  ("rms", or "accuracy" for binary). Empty seed lists mean the default seeds (§10.5).
+  every example of the cached file for binary ones (and of the data file for `arrays`, read
+  from `path`: azero_jax/tasks/arrays.py). `eval_type` None means the family's own ("rms", or
+  "accuracy" for binary). Empty seed lists mean the default seeds (§10.5).
   """
 
   family: str
@@ -60,6 +62,7 @@ class TaskSpec:
   negative_class: int | None = None
   min_data_seed: int = binary.DEFAULT_MIN_DATA_SEED
   max_data_seed: int = binary.DEFAULT_MAX_DATA_SEED
+  path: str | None = None
 
   def __post_init__(self):
     set_ = lambda name, value: object.__setattr__(self, name, value)
@@ -97,6 +100,10 @@ class TaskSpec:
           negative_class=self.negative_class, held_out_pairs=self.held_out_pairs,
           min_data_seed=self.min_data_seed, max_data_seed=self.max_data_seed,
           num_epochs=self.num_epochs, dataset_dir=self.dataset_dir, cache_dir=self.cache_dir)
+    if self.family == "arrays":
+      return arrays.arrays_task(self.path, self.features, self.num_train_examples,
+                                self.num_valid_examples, data_seed=data_seed,
+                                eval_type=self.resolved_eval_type, num_epochs=self.num_epochs)
     sizes = (self.features, self.num_train_examples or DEFAULT_NUM_TRAIN_EXAMPLES,
              self.num_valid_examples or DEFAULT_NUM_VALID_EXAMPLES)
     if self.family in REGRESSION_FAMILIES:
@@ -111,9 +118,12 @@ class TaskSpec:
     return make(*sizes, **options)
 
   def check_data(self) -> None:
-    """Raises DatasetError if a binary family's dataset files are missing (reads none of them)."""
+    """Raises DatasetError if a binary family's dataset files are missing (reads none of them)
+    or the data file of `arrays` is not as expected (reads and checks it)."""
     if self.is_binary:
       datasets.source_files(self.dataset, self.dataset_dir)
+    if self.family == "arrays":
+      arrays.check_file(self.path, self.features, self.resolved_eval_type)
 
   def build(self) -> list[Task]:
     """The `num_tasks` tasks, in seed order."""
@@ -154,6 +164,9 @@ def _validate(spec: TaskSpec) -> None:
         f"eval_type must be 'rms' or 'accuracy', got {spec.eval_type!r}")
   if spec.family in REGRESSION_FAMILIES:
     check(spec.resolved_eval_type == "rms", "regression families need eval_type=rms")
+  check((spec.family == "arrays") == (spec.path is not None),
+        "needs path (an .npz or .csv data file)" if spec.family == "arrays" else
+        "path is for the arrays family only")
   if spec.is_binary:
     check(spec.resolved_eval_type == "accuracy", "binary families need eval_type=accuracy")
     check(spec.family == "binary_digits" or spec.dataset_dir is not None,

@@ -1,6 +1,6 @@
 """Evaluates a program file on a task collection and prints the per-task fitness.
 
-  python -m azero_jax.evaluate --program=FILE --task=linear --features=4 --num_tasks=100 \
+  python -m experiments.evaluate --program=FILE --task=linear --features=4 --num_tasks=100 \
       --num_train_examples=1000 --num_valid_examples=100 \
       --num_scalars=5 --num_vectors=9 --num_matrices=2 --dtype=float64
 
@@ -32,9 +32,12 @@ def main(argv):
                              memory=(FLAGS.num_scalars, FLAGS.num_vectors, FLAGS.num_matrices))
   try:
     spec = spec_from_flags()
-    tasks = spec.build()
-  except ValueError as error:  # a bad task flag (named) or dataset file
+  except ValueError as error:  # a bad task flag (named)
     raise cli.UserError(str(error)) from None
+  try:
+    tasks = spec.build()
+  except ValueError as error:  # a dataset or data file
+    raise cli.flag_error("task", str(error)) from None
   print(device.describe(), flush=True)
   fitness = evaluator.evaluate([program], tasks, num_scalars=FLAGS.num_scalars,
                                num_vectors=FLAGS.num_vectors, num_matrices=FLAGS.num_matrices,
