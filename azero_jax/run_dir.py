@@ -3,10 +3,11 @@
   flags.txt         the flags given (without --resume / --overwrite), usable as a --flagfile
   run.json          library and JAX versions, device, command line, start time, seed; each resume
   progress.jsonl    one JSON object per progress report: experiment, evaluations, elapsed_secs,
-                    mean, stdev, best, fec_hit_rate
+                    mean, stdev, best, fec_hit_rate (on Ray: each worker's, with `worker`)
   best_program.txt  the best program so far (a `#` header says which; readable by Program.from_text)
   result.json       the final result: seed, experiments, select and final fitness, the program
   checkpoints/      ckpt-<n>.npz, the newest two (azero_jax.search.checkpoint)
+  workers/<w>/      on Ray: worker w's checkpoints/ and worker.json (azero_jax/search/workers.py)
   lock              the pid and host of the run using the directory, while it runs
 
 Files are replaced atomically; progress.jsonl is appended to a line at a time, and a resumed run
@@ -51,6 +52,7 @@ from azero_jax.search.driver import (
 
 FILES = ("flags.txt", "run.json", "progress.jsonl", "best_program.txt", "result.json")
 CHECKPOINTS = "checkpoints"
+WORKERS = "workers"  # the checkpoints of a search's Ray workers (azero_jax/search/workers.py)
 LOCK = "lock"
 RUN_DIR_FLAGS = ("checkpoint_every", "checkpoint_every_secs", "resume", "overwrite")
 _NOT_RECORDED = ("flagfile", "resume", "overwrite")
@@ -318,21 +320,24 @@ class RunDirectory(RunHooks):
     """Deletes the files of an earlier run (only those: nothing else in the directory)."""
     for name in FILES:
       (self.path / name).unlink(missing_ok=True)
-    shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
+    for folder in (CHECKPOINTS, WORKERS):
+      shutil.rmtree(self.path / folder, ignore_errors=True)
 
   def progress(self, experiment: int, report: ProgressReport,
                candidate: tuple[Program, float]) -> None:
     """Appends the report to progress.jsonl; before any selection, the candidate is the best."""
-    record = {"experiment": experiment, **report._asdict(),
-              "elapsed_secs": round(report.elapsed_secs, 3)}
-    with open(self.path / "progress.jsonl", "a") as file:
-      file.write(json.dumps(record) + "\n")
-    self.progress_lines += 1
+    self.log_progress({"experiment": experiment, **report._asdict()})
     program, fitness = candidate
     if not self.selected and program != self._candidate:
       self._candidate = program
       self._write_best(f"# The best of experiment {experiment} at {report.evaluations} "
                        f"individuals: search fitness {fitness:.6f} (not yet selected)", program)
+
+  def log_progress(self, record: dict) -> None:
+    """Appends a progress record (a report's fields and where it comes from) to progress.jsonl."""
+    with open(self.path / "progress.jsonl", "a") as file:
+      file.write(json.dumps({**record, "elapsed_secs": round(record["elapsed_secs"], 3)}) + "\n")
+    self.progress_lines += 1
 
   def best(self, experiment: int, result: ExperimentResult) -> None:
     """Saves the new best candidate."""

@@ -11,10 +11,15 @@ written; a bad one stops the run with one `error: ...` line and exit status 2 (a
 With --run_dir=DIR the run records itself in DIR (azero_jax/run_dir.py) and checkpoints there;
 SIGINT (Ctrl-C) or SIGTERM then stops it after a checkpoint with exit status 128 + the signal
 (130, 143), and the same flags plus --resume continue it with the output it would have printed.
+
+With --ray_address the search runs on --num_workers Ray workers (azero_jax/search/workers.py);
+this process is the coordinator and prints what a one-process run prints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 
 from absl import flags
@@ -93,6 +98,7 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, run_directory: bool = True)
   define_hurdle_flags(fv)
   if run_directory:
     run_dir.define_flags(fv)
+    define_cluster_flags(fv)
 
 
 def define_island_flags(fv: flags.FlagValues) -> None:
@@ -122,6 +128,39 @@ def define_hurdle_flags(fv: flags.FlagValues) -> None:
 def hurdle_settings(fv: flags.FlagValues) -> dict:
   """The SearchConfig fields of the hurdle flags."""
   return {"hurdle_tasks": fv.hurdle_tasks, "hurdle_percentile": fv.hurdle_percentile}
+
+
+def define_cluster_flags(fv: flags.FlagValues) -> None:
+  """The flags of a search on a Ray cluster (azero_jax/search/workers.py)."""
+  kw = {"flag_values": fv}
+  flags.DEFINE_string("ray_address", None, "Run the search on Ray workers: local (start Ray on "
+                      "this machine), auto (the cluster this node belongs to), ray://HOST:PORT "
+                      "or HOST:PORT (a head node). Needs pip install 'azero-jax[ray]'.", **kw)
+  flags.DEFINE_integer("num_workers", 1, "Ray workers, each a process searching its "
+                       "num_islands islands; they migrate through a pool with migration_every "
+                       "and migration_size (needs --ray_address).", **kw)
+  flags.DEFINE_float("worker_cpus", 1.0, "CPUs each Ray worker asks for.", **kw)
+  flags.DEFINE_float("worker_gpus", 0.0, "GPUs each Ray worker asks for (1: a worker per "
+                     "GPU).", **kw)
+
+
+def cluster_from_flags(fv: flags.FlagValues = flags.FLAGS):
+  """The `workers.ClusterSpec` the flags ask for, checked (None without --ray_address); raises
+  ValueError naming the flag. Imports Ray only when asked for."""
+  if fv.ray_address is None:
+    given = [name for name in ("num_workers", "worker_cpus", "worker_gpus") if fv[name].present]
+    if given:
+      raise ValueError(f"--{given[0]} needs --ray_address")
+    return None
+  try:
+    from azero_jax.search import workers
+  except ModuleNotFoundError as error:
+    if error.name != "ray":
+      raise
+    raise ValueError("--ray_address: Ray is not installed: pip install 'azero-jax[ray]'") from None
+  spec = workers.ClusterSpec(fv.ray_address, fv.num_workers, fv.worker_cpus, fv.worker_gpus)
+  workers.check(spec)
+  return spec
 
 
 def island_settings(fv: flags.FlagValues) -> dict:
@@ -186,16 +225,35 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
       **island_settings(fv), **hurdle_settings(fv))
 
 
+def cluster_search(config, spec, directory: run_dir.RunDirectory | None, write,
+                   fv: flags.FlagValues = flags.FLAGS):
+  """Connects to the cluster of `spec` (checking that it can place the workers) and returns the
+  search that runs there; raises ValueError naming the flag."""
+  from azero_jax.search import workers
+  workers.connect(spec)
+  return workers.ClusterSearch(
+      config, spec, write, log=directory.log_progress if directory else lambda _: None,
+      run_path=directory.path if directory else None,
+      checkpoint_every=fv.checkpoint_every, checkpoint_every_secs=fv.checkpoint_every_secs)
+
+
 def main(argv: list[str]) -> int:
+  # The run's lines go to stdout; Ray prints its own messages (a restarted worker, ...) to
+  # whatever sys.stdout is, which becomes stderr for a run on Ray.
+  write = functools.partial(print, file=sys.stdout, flush=True)
   try:
     config = config_from_flags()
     directory = run_dir.from_flags(config)
+    spec = cluster_from_flags()
+    search = cluster_search(config, spec, directory, write) if spec else None
   except ValueError as error:
     raise cli.UserError(str(error)) from None
   if directory:
     directory.stop.install()
   try:
-    run(config, hooks=directory, resume=directory.resume if directory else None)
+    with contextlib.redirect_stdout(sys.stderr if spec else sys.stdout):
+      run(config, write, hooks=directory, resume=directory.resume if directory else None,
+          search=search)
   except run_dir.DirectoryInUse as error:  # taken by another run since from_flags checked it
     raise cli.UserError(str(error)) from None
   except run_dir.Interrupted as stop:

@@ -9,6 +9,7 @@ folder), `readonly/` (mode 0o500) and `busy/`, a run directory whose lock this t
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -157,6 +158,23 @@ CASES = [
     ("study_unknown_setting", ["experiments.study", "--output_dir={work}/study",
                                "--settings=linear_learn,quadratic"],
      "--settings: unknown setting 'quadratic'"),
+    # A search on Ray workers (caught before Ray is imported).
+    ("num_workers_without_ray_address", [*SEARCH, "--num_workers=2"],
+     "--num_workers needs --ray_address"),
+    ("num_workers_zero", [*SEARCH, "--ray_address=local", "--num_workers=0"],
+     "--num_workers must be >= 1, got 0"),
+    ("ray_address_malformed", [*SEARCH, "--ray_address=headnode"],
+     "--ray_address: expected local, auto, ray://HOST:PORT or HOST:PORT, got 'headnode'"),
+]
+# Cases that reach Ray: each runs in its own network namespace holding only loopback
+# (tests/loopback_only.py); the last field says whether to hide the installed Ray.
+RAY_CASES = [
+    ("ray_not_installed", [*SEARCH, "--ray_address=local"],
+     "--ray_address: Ray is not installed: pip install 'azero-jax[ray]'", True),
+    ("ray_address_unreachable", [*SEARCH, "--ray_address=ray://127.0.0.1:9"],
+     "--ray_address: cannot reach ray://127.0.0.1:9: [Errno 111] Connection refused", False),
+    ("num_workers_beyond_the_cluster", [*SEARCH, "--ray_address=local", "--num_workers=64"],
+     "--num_workers: 64 workers need 64 CPUs (1 each), but the cluster at local has", False),
 ]
 UNWRITABLE = [  # skipped as root, whom file modes do not stop
     ("compare_output_dir_unwritable", [*COMPARE, "--output_dir={work}/readonly/out"],
@@ -179,6 +197,9 @@ def inputs(tmp_path_factory) -> Path:
   (folder / "bad_value.flags").write_text(f"{DEMO}\n--population_size=many\n")
   (folder / "no_dashes.flags").write_text("population_size=5\n")
   (folder / "empty").mkdir()
+  (folder / "no_ray" / "ray").mkdir(parents=True)  # an import of ray fails as without it
+  (folder / "no_ray" / "ray" / "__init__.py").write_text(
+      "raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n")
   (folder / "bad_cifar").mkdir()
   for name in CIFAR_FILES:
     (folder / "bad_cifar" / name).write_bytes(b"not a pickle")
@@ -196,6 +217,22 @@ def tree(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("argv, message", PARAMS)
 def test_bad_input_gets_one_clear_line_and_writes_nothing(argv, message, inputs, tmp_path):
+  check_bad_input(argv, message, inputs, tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare for a loopback-only network namespace")
+@pytest.mark.parametrize("argv, message, hide_ray", [pytest.param(*case, id=name)
+                                                     for name, *case in RAY_CASES])
+def test_bad_ray_input_gets_one_clear_line_and_writes_nothing(argv, message, hide_ray, inputs,
+                                                              tmp_path):
+  check_bad_input(argv, message, inputs, tmp_path, no_ray=inputs / "no_ray" if hide_ray else None,
+                  prefix=["unshare", "--net", sys.executable, str(ROOT / "tests" /
+                                                                 "loopback_only.py")])
+
+
+def check_bad_input(argv, message, inputs, tmp_path, prefix=(sys.executable,), no_ray=None):
+  """Runs the command in a fresh work folder: one `error:` line, exit 2, nothing written."""
   work = tmp_path / "work"
   (work / "full").mkdir(parents=True)
   (work / "full" / "old.txt").write_text("an earlier run")
@@ -206,8 +243,9 @@ def test_bad_input_gets_one_clear_line_and_writes_nothing(argv, message, inputs,
   before = tree(work)
   fill = lambda text: text.format(work=work, inputs=inputs, pid=os.getpid(),
                                   host=socket.gethostname())
-  env = {**os.environ, "PYTHONPATH": str(ROOT), "AZERO_JAX_CACHE_DIR": str(work / "cache")}
-  done = subprocess.run([sys.executable, "-m", *map(fill, argv)], cwd=work, env=env,
+  path = os.pathsep.join(str(folder) for folder in (no_ray, ROOT) if folder)
+  env = {**os.environ, "PYTHONPATH": path, "AZERO_JAX_CACHE_DIR": str(work / "cache")}
+  done = subprocess.run([*prefix, "-m", *map(fill, argv)], cwd=work, env=env,
                         capture_output=True, text=True, timeout=120)
   (work / "readonly").chmod(0o700)
   after = tree(work)

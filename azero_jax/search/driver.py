@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 from azero_jax import device, evaluator
-from azero_jax.program import COMPONENTS, Program
+from azero_jax.program import COMPONENTS, Program, ProgramBatch
 from azero_jax.search.budget import TrainBudget
 from azero_jax.search.evolution import RegularizedEvolution
 from azero_jax.search.fitness import (
@@ -275,6 +275,17 @@ class ExperimentResult(NamedTuple):
   seconds: float
 
 
+class SearchOutcome(NamedTuple):
+  """What the search of one experiment hands to selection: each island's best program."""
+
+  candidates: ProgramBatch
+  search_fitness: np.ndarray  # [number of candidates]
+  num_individuals: int
+  train_steps: int
+  hit_rate: float
+  num_successes: int = 0  # random search: programs above success_fitness
+
+
 class RunResult(NamedTuple):
   seed: int
   best_program: Program
@@ -435,7 +446,7 @@ def step(strategy, fitness: SearchEvaluator, state, rngs: Sequence[np.random.Gen
 
 def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.Generator], *,
                    max_train_steps: int, progress_every: int, write: Callable[[str], None],
-                   migration_every: int = 0, migration_size: int = 0,
+                   migration_every: int = 0, migration_size: int = 0, exchange=None,
                    resume: SearchProgress | None = None, on_progress=_ignore, on_batch=_ignore):
   """Asks, evaluates and tells until every island ended a sweep with its step budget spent
   (§8.2, §8.4); `rngs` holds one generator per island.
@@ -443,7 +454,9 @@ def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.
   `resume` continues from the progress an earlier `on_batch(progress)` saw: it is called after
   every batch that does not end the search. `on_progress(report, candidate)` sees each progress
   report. With `migration_every`, the islands exchange `migration_size` programs each time they
-  have evaluated another `migration_every`. Returns the final state and the train steps [K].
+  have evaluated another `migration_every`; then `exchange(state, islands) -> state`, if given,
+  trades programs with other processes (azero_jax/search/workers.py). Returns the final state and
+  the train steps [K].
   """
   num_islands = len(rngs)
   size = strategy.population_size
@@ -461,6 +474,8 @@ def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.
     done = int(state.num_individuals[islands[0]])
     if migration_every and done >= size and done // migration_every > before // migration_every:
       state = strategy.migrate(state, rngs, migration_size, islands)
+      if exchange:
+        state = exchange(state, islands)
     if done % size == 0:
       total = int(state.num_individuals.sum())
       if last_printed is None or total >= last_printed + progress_every:
@@ -508,11 +523,12 @@ def finished(config: SearchConfig, experiments) -> bool:
 
 def search_experiment(config: SearchConfig, strategy, collections: TaskCollections,
                       rngs: Sequence[np.random.Generator], current: ExperimentCheckpoint,
-                      write: Callable[[str], None], on_progress, on_boundary):
+                      write: Callable[[str], None], on_progress, on_boundary, exchange=None):
   """Runs (or continues) the search of one experiment on T_search.
 
   `on_boundary(evaluations, checkpoint)` gets the experiment's individuals so far and a function
-  returning its `ExperimentCheckpoint`. Returns the final state, the train steps and the evaluator.
+  returning its `ExperimentCheckpoint`; `exchange` is `run_experiment`'s. Returns the final state,
+  the train steps and the evaluator.
   """
   keys = [jax.random.key(seed) for seed in current.key_seeds]
   fitness = search_evaluator(config, collections.search_tasks(current.task_seed), keys)
@@ -527,17 +543,34 @@ def search_experiment(config: SearchConfig, strategy, collections: TaskCollectio
       strategy, fitness, rngs, max_train_steps=config.max_train_steps,
       progress_every=config.progress_every, write=write,
       migration_every=config.migration_every, migration_size=config.migration_size,
-      resume=current.progress, on_progress=on_progress, on_batch=on_batch)
+      exchange=exchange, resume=current.progress, on_progress=on_progress, on_batch=on_batch)
   return state, steps, fitness
+
+
+def search_outcome(strategy, state, steps: np.ndarray, fitness: SearchEvaluator) -> SearchOutcome:
+  """The candidates and counts of a finished search."""
+  candidates, search_fitness = strategy.candidates(state)
+  successes = getattr(state, "num_successes", None)  # random search counts them
+  return SearchOutcome(candidates, search_fitness, int(state.num_individuals.sum()),
+                       int(steps.sum()), fitness.hit_rate,
+                       0 if successes is None else int(successes.sum()))
+
+
+# search(experiment, current, on_progress, on_boundary): the search of experiment `experiment`
+# (from 1) as `search_experiment` runs it, with its outcome (e.g. on workers elsewhere).
+ExperimentSearch = Callable[[int, ExperimentCheckpoint, Callable, Callable], SearchOutcome]
 
 
 @relaxed_gc()
 def run(config: SearchConfig, write: Callable[[str], None] = print,
-        hooks: RunHooks | None = None, resume: Snapshot | None = None) -> RunResult:
+        hooks: RunHooks | None = None, resume: Snapshot | None = None,
+        search: ExperimentSearch | None = None) -> RunResult:
   """Runs the experiments of §8.5 and returns the best program and its fitnesses.
 
   `hooks` sees the progress, the boundaries the run can continue from and the result; `resume`
   continues from a snapshot taken at such a boundary, with the same output from there on.
+  `search` replaces this process's search of each experiment (azero_jax/search/workers.py runs
+  it on a Ray cluster); selection and the final evaluation stay here.
   """
   hooks = hooks or RunHooks()
   run_start = time.monotonic() - (resume.seconds if resume else 0.0)
@@ -571,6 +604,9 @@ def run(config: SearchConfig, write: Callable[[str], None] = print,
                                     checkpoint()), force)
 
   on_progress = lambda report, candidate: hooks.progress(len(experiments) + 1, report, candidate)
+  search = search or (lambda _, current, on_progress, on_boundary: search_outcome(
+      strategy, *search_experiment(config, strategy, collections, rngs, current, write,
+                                   on_progress, on_boundary)))
   while not finished(config, experiments):
     if current is None:
       # Each island draws what a one-island run draws here: a task seed (if randomised; island
@@ -584,15 +620,14 @@ def run(config: SearchConfig, write: Callable[[str], None] = print,
             f"{int(current.progress.state.num_individuals.sum())} individuals (on the T_search "
             "tasks)...")
     experiment_start = time.monotonic() - (current.progress.seconds if current.progress else 0)
-    state, steps, fitness = search_experiment(config, strategy, collections, rngs, current, write,
-                                              on_progress, on_boundary)
+    outcome = search(len(experiments) + 1, current, on_progress, on_boundary)
     current = None
     write("Experiment done. Retrieving candidate algorithm.")
-    candidates, search_fitness = strategy.candidates(state)
-    num_individuals = int(state.num_individuals.sum())
+    candidates, search_fitness = outcome.candidates, outcome.search_fitness
+    num_individuals = outcome.num_individuals
     if config.strategy == "random":
       write(f"Random search: best fitness ever = {search_fitness.max():.6f}, programs with "
-            f"fitness > {config.success_fitness:g}: {int(state.num_successes.sum())} of "
+            f"fitness > {config.success_fitness:g}: {outcome.num_successes} of "
             f"{num_individuals}")
     select_tasks = collections.select_tasks(draw_seed() if config.randomize_task_seeds else None)
     select_fitness = mean_fitness(candidates, select_tasks, config, draw_seed())
@@ -602,7 +637,7 @@ def run(config: SearchConfig, write: Callable[[str], None] = print,
     write(f"Select fitness for candidate algorithm = {select_fitness[best]:.6f}")
     experiments.append(ExperimentResult(candidates[best], float(search_fitness[best]),
                                         float(select_fitness[best]), num_individuals,
-                                        int(steps.sum()), fitness.hit_rate,
+                                        outcome.train_steps, outcome.hit_rate,
                                         time.monotonic() - experiment_start))
     if best_so_far(experiments) is experiments[-1]:
       write("Select fitness is the best so far. ")

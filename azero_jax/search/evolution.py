@@ -151,17 +151,41 @@ class RegularizedEvolution:
     islands = island_indices(state, islands)
     if len(islands) < 2 or size < 1:
       return state
-    size = min(size, self.population_size)
-    sent = np.stack([rngs[k].choice(self.population_size, size, replace=False) for k in islands])
-    pool_rows = (islands[:, None] * self.population_size + sent).ravel()
+    sent = self._emigrant_slots(state, rngs, size, islands)
+    pool = state.programs.packed.take((islands[:, None] * self.population_size + sent).ravel())
     pool_fitness = state.fitness[islands[:, None], sent].ravel()
-    origin = np.repeat(np.arange(len(islands)), size)
-    taken = np.stack([rngs[k].choice(np.nonzero(origin != position)[0], size, replace=False)
-                      for position, k in enumerate(islands)])
-    immigrants = state.programs.packed.take(pool_rows[taken.ravel()])
+    origin = np.repeat(np.arange(len(islands)), sent.shape[1])
+    taken = np.stack([rngs[k].choice(np.nonzero(origin != position)[0], sent.shape[1],
+                                     replace=False) for position, k in enumerate(islands)])
     pool_hurdle = (None if state.hurdle_fitness is None
                    else state.hurdle_fitness[islands[:, None], sent].ravel()[taken])
-    return self._arrive(state, immigrants, pool_fitness[taken], islands, pool_hurdle)
+    return self._arrive(state, pool.take(taken.ravel()), pool_fitness[taken], islands,
+                        pool_hurdle)
+
+  def _emigrant_slots(self, state: EvolutionState, rngs: Sequence[np.random.Generator],
+                      size: int, islands: np.ndarray) -> np.ndarray:
+    """[len(islands), size] slots drawn uniformly without replacement, island by island."""
+    size = min(size, self.population_size)
+    return np.stack([rngs[k].choice(self.population_size, size, replace=False) for k in islands])
+
+  def emigrants(self, state: EvolutionState, rngs: Sequence[np.random.Generator], size: int,
+                islands: np.ndarray | None = None) -> tuple[PackedPopulation, np.ndarray]:
+    """`size` programs drawn uniformly without replacement from each island in `islands` (full
+    populations), island by island, and their fitness [len(islands), size]."""
+    islands = island_indices(state, islands)
+    sent = self._emigrant_slots(state, rngs, size, islands)
+    rows = (islands[:, None] * self.population_size + sent).ravel()
+    return state.programs.packed.take(rows), state.fitness[islands[:, None], sent]
+
+  def immigrate(self, state: EvolutionState, programs: PackedPopulation, fitness: np.ndarray,
+                islands: np.ndarray | None = None) -> EvolutionState:
+    """Programs from elsewhere (`fitness.shape[1]` per island in `islands`, island by island)
+    replace each island's oldest members, as a migration's immigrants do. With hurdles, their
+    fitness stands in for their (unsent) hurdle-stage fitness."""
+    islands = island_indices(state, islands)
+    fitness = np.asarray(fitness, np.float64).reshape(len(islands), -1)
+    return self._arrive(state, programs, fitness, islands,
+                        None if state.hurdle_fitness is None else fitness)
 
   def _arrive(self, state: EvolutionState, programs: PackedPopulation, fitness: np.ndarray,
               islands: np.ndarray, hurdle_fitness: np.ndarray | None = None) -> EvolutionState:
