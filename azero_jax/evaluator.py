@@ -1,9 +1,13 @@
 """The batched JAX evaluator: a whole population of programs on many tasks in one compiled call.
 
-Layout (see BUILD_NOTES.md for the measurements behind it): `vmap` over programs and tasks,
-`lax.scan` over examples, `fori_loop` over instruction slots. A slot computes every op of its
-component's (static) op set and selects the result by op id with `where`, never a one-hot product.
-Programs are data: new programs never recompile; only shapes and static configuration do.
+Layout (see BUILD_NOTES.md for the measurements behind it): `vmap` over tasks, the programs as
+an explicit row axis, `lax.scan` over examples, `fori_loop` over instruction slots. A slot runs in
+one of two executions (`Config.execution`, picked per call by a cost model): "select" computes
+every op of the component's (static) op set for every program and selects the result by op id
+with `where`, never a one-hot product; "compact" runs each costly op family (matrices, random
+draws) only on the rows whose instruction is in it, from row lists made on the host (SlotPlan).
+Programs and row lists are data: new programs never recompile; only shapes and static
+configuration do.
 """
 
 from __future__ import annotations
