@@ -280,6 +280,13 @@ def _flip_and_squash(x):
   return jnp.where(jnp.isfinite(x), squashed, 0.0)
 
 
+@jax.jit
+def _squashed(negative_rms):
+  """RMS fitness from the best epoch's -rms, in a call of its own: inside the evaluator, XLA:CPU
+  fused the arctan differently by batch size, changing last bits with the batch's shape."""
+  return _flip_and_squash(-negative_rms)
+
+
 def _where_rows(condition, new, old):
   """Per row ([P] or [1], broadcast) `new` where `condition` else `old`, for every leaf."""
   return jax.tree.map(
@@ -370,16 +377,15 @@ def _evaluate_rows(config: Config, tables, plans, counts, task: TaskBatch, keys)
         valid_step, (memory, jnp.ones(num_rows, bool), jnp.zeros(num_rows, dtype)),
         (valid_ids, jnp.swapaxes(task.x_valid, 0, 1), task.y_valid.T, valid_active))
     count = task.num_valid.astype(dtype)
-    if accuracy:
-      fitness = 1.0 - loss / count
-    else:
-      fitness = _flip_and_squash(jnp.sqrt(loss / count))
-    fitness = jnp.where(ok, fitness, 0.0)
+    # RMS tasks keep -rms: flip-and-squash is decreasing, so the best epoch's fitness is that of
+    # the smallest rms, squashed after the call (`_squashed`).
+    fitness = 1.0 - loss / count if accuracy else -jnp.sqrt(loss / count)
+    fitness = jnp.where(ok, fitness, 0.0 if accuracy else -jnp.inf)
     best = jnp.where(alive_after & epoch_active, jnp.maximum(best, fitness), best)
     return (memory, alive_after, steps, best), (train_errors, valid_errors)
 
   init = (memory, jnp.ones(num_rows, bool), jnp.zeros(num_rows, jnp.int32),
-          jnp.zeros(num_rows, dtype))
+          jnp.full(num_rows, 0.0 if accuracy else -jnp.inf, dtype))
   (_, _, steps, best), errors = jax.lax.scan(
       epoch, init, (jnp.arange(num_epochs), jnp.swapaxes(task.orders, 0, 1)))
   if config.record_errors:
@@ -526,8 +532,11 @@ def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
   if row_folds is not None:
     row_folds = jax.device_put(np.asarray(row_folds, np.int32), split)
   counts = np.array([*counts, 0 if fold is None else fold], np.int32)
-  return _evaluate_batch(config, table, packed.widths, plans, counts, tasks, key, paired,
-                         fold is not None, num_shards, row_folds)
+  result = _evaluate_batch(config, table, packed.widths, plans, counts, tasks, key, paired,
+                           fold is not None, num_shards, row_folds)
+  if config.eval_type == "accuracy":
+    return result
+  return result._replace(fitness=_squashed(result.fitness))
 
 
 def slot_plans(packed: PackedPopulation, op_sets, num_shards: int = 1) -> tuple[SlotPlan, ...]:

@@ -343,10 +343,10 @@ def _evaluator_slot(cases, dtype):
   memory = evaluator.Memory(*(jnp.asarray(np.stack([m[k] for m, _, _ in layouts]), jdtype)
                               for k in ops.KINDS))
   keys = jax.random.split(jax.random.key(0), len(cases))
-  run = jax.jit(jax.vmap(lambda comp, mem, key: evaluator._run_component(config, 1, comp, 1, mem,
-                                                                         key)))
+  run = jax.jit(lambda table, mem, keys: evaluator._run_component(config, 1, table, None, 1, mem,
+                                                                  keys))  # select execution
   assert F == memory.vectors.shape[-1]
-  result = run(jax.tree.map(jnp.asarray, component), memory, keys)
+  result = run(jnp.asarray(component.table), memory, keys)
   return [np.asarray(r) for r in result], [np.asarray(m) for m in memory]
 
 
