@@ -140,25 +140,23 @@ def masked(lines):
   return [re.sub(r"elapsed_secs=\d+", "elapsed_secs=S", line) for line in lines]
 
 
-# Printed by this run with hurdles off: c458a21 (before hurdles) printed the same lines under
-# the summation order of its day; regenerated at 4d3e055 after the original's order (f1914cb)
-# changed the float32 bits on purpose. Program text left out.
+# Printed by this run at c458a21, before hurdles existed (program text left out).
 BEFORE_HURDLES = """\
 Random seed = 5
 Islands = 2, island seeds = 5, 1649007023
 Running evolution experiment (on the T_search tasks)...
 indivs=80, elapsed_secs=S, mean=0.285525, stdev=0.083222, best fit=0.327637, fec hit rate=0.2250
-indivs=1280, elapsed_secs=S, mean=0.308808, stdev=0.063993, best fit=0.327723, fec hit rate=0.6391
-indivs=2480, elapsed_secs=S, mean=0.311113, stdev=0.062590, best fit=0.327725, fec hit rate=0.6538
-indivs=3680, elapsed_secs=S, mean=0.308083, stdev=0.067481, best fit=0.327725, fec hit rate=0.6610
+indivs=1280, elapsed_secs=S, mean=0.311971, stdev=0.054695, best fit=0.327725, fec hit rate=0.6534
+indivs=2480, elapsed_secs=S, mean=0.321886, stdev=0.030664, best fit=0.327726, fec hit rate=0.6657
+indivs=3680, elapsed_secs=S, mean=0.299011, stdev=0.084333, best fit=0.327726, fec hit rate=0.6603
 Experiment done. Retrieving candidate algorithm.
-Search fitness for candidate algorithm = 0.327725
+Search fitness for candidate algorithm = 0.327726
 Evaluating candidate algorithm from experiment (on T_select tasks)...\x20
-Select fitness for candidate algorithm = 0.325648
+Select fitness for candidate algorithm = 0.325651
 Select fitness is the best so far.\x20
 
 Final evaluation of best algorithm (on unseen tasks)...
-Final evaluation fitness (on unseen data) = 0.325648
+Final evaluation fitness (on unseen data) = 0.325651
 Algorithm found: """.split("\n")
 
 
