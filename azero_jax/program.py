@@ -264,6 +264,12 @@ def zero_padded(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
   return padded
 
 
+def empty_population(count: int, widths: Sequence[int]) -> PackedPopulation:
+  """`count` empty programs packed to `widths` (slots to be written over)."""
+  return PackedPopulation(*(PackedComponent(np.zeros((count, width, 8)),
+                                            np.zeros(count, np.int32)) for width in widths))
+
+
 def with_slots(table: np.ndarray, width: int) -> np.ndarray:
   """A copy of a packed table [P, W, 8] with NO_OP slots appended up to `width` (>= W)."""
   count, _, fields = table.shape

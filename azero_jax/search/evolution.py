@@ -29,11 +29,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from azero_jax.program import (
-  PackedComponent,
   PackedPopulation,
   Program,
   ProgramBatch,
   concatenate,
+  empty_population,
 )
 
 
@@ -192,7 +192,7 @@ class RegularizedEvolution:
     """Writes `fitness.shape[1]` programs per island over its oldest slots, oldest first (and
     their hurdle-stage fitness where the state keeps it)."""
     count = fitness.shape[1]
-    population = state.programs.packed if state.programs is not None else _empty(
+    population = state.programs.packed if state.programs is not None else empty_population(
         state.num_islands * self.population_size, programs.widths)
     widths = np.maximum(population.widths, programs.widths)
     population, programs = population.padded(widths), programs.padded(widths)
@@ -230,12 +230,6 @@ def hurdle(hurdle_fitness: np.ndarray, percentile: float) -> float:
 def island_indices(state, islands) -> np.ndarray:
   """`islands` as an index array; None means every island of `state`."""
   return np.arange(state.num_islands) if islands is None else np.asarray(islands, np.int64)
-
-
-def _empty(count: int, widths: Sequence[int]) -> PackedPopulation:
-  """`count` empty programs packed to `widths` (a population before its first programs)."""
-  return PackedPopulation(*(PackedComponent(np.zeros((count, width, 8)),
-                                            np.zeros(count, np.int32)) for width in widths))
 
 
 def batch_length(num_individuals: int, population_size: int, batch_size: int) -> int:

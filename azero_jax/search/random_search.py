@@ -13,13 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from azero_jax.program import (
-  PackedComponent,
-  PackedPopulation,
-  Program,
-  ProgramBatch,
-  concatenate,
-)
+from azero_jax.program import Program, ProgramBatch, concatenate, empty_population
 from azero_jax.search.evolution import batch_length, island_indices
 
 
@@ -90,7 +84,7 @@ class RandomSearch:
     best_fitness, best_programs = state.best_fitness.copy(), state.best_programs
     if better.any():
       if best_programs is None:
-        best_programs = _empty_batch(state.num_islands, packed.widths)
+        best_programs = ProgramBatch(empty_population(state.num_islands, packed.widths))
       population = concatenate([best_programs.packed, packed])
       rows = np.arange(state.num_islands)
       rows[islands[better]] = state.num_islands + (np.nonzero(better)[0] * count + best[better])
@@ -114,9 +108,3 @@ class RandomSearch:
   def population_fitness(self, state: RandomSearchState) -> np.ndarray:
     """Each island's last P fitness values [K, <= P] (for the progress statistics)."""
     return state.recent_fitness
-
-
-def _empty_batch(count: int, widths) -> ProgramBatch:
-  return ProgramBatch(PackedPopulation(*(PackedComponent(np.zeros((count, width, 8)),
-                                                         np.zeros(count, np.int32))
-                                         for width in widths)))
