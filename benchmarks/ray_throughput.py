@@ -8,7 +8,8 @@ search, with the cost of Ray's start-up and of one migration between workers, al
 search is the demo's (experiments/configs/demo.flags) with migration every 1,000 evaluations of
 50 programs, one experiment with the given budget per worker. The measurements are interleaved
 (plain, W = 1, W = 2, plain, W = 1, W = 2, ...), so a shared machine's drift falls on all of them;
-the table gives each one's median and its ratio to the plain search's median.
+the table gives each one's median, its ratio to the plain search's median and the median of its
+ratios to the plain search of the same round.
 
 - A rate counts a worker's individuals between its first and last progress report over the
   seconds between them, summed over the workers (start-up excluded). A first plain search fills
@@ -145,11 +146,13 @@ def main(_) -> None:
   per_worker = {"plain": median["plain"], "W=1": median["W=1"], "W=2": median["W=2"] / 2}
   print(f"\nbudget per worker: max_train_steps={config_.max_train_steps}, "
         f"{flags.FLAGS.repeats} interleaved rounds; median (min-max)")
-  print(f"{'search':<28} {'individuals/s':>24} {'vs plain':>9} {'per worker':>11}")
+  print(f"{'search':<8} {'individuals/s':>24} {'vs plain':>9} {'per worker':>11} "
+        f"{'vs plain in its round':>22}")
   for name, values in rates.items():
     spread = f"{median[name]:,.0f} ({min(values):,.0f}-{max(values):,.0f})"
-    print(f"{name:<28} {spread:>24} {median[name] / median['plain']:>8.2f}x "
-          f"{per_worker[name] / median['plain']:>10.2f}x")
+    in_round = statistics.median(v / p for v, p in zip(values, rates["plain"], strict=True))
+    print(f"{name:<8} {spread:>24} {median[name] / median['plain']:>8.2f}x "
+          f"{per_worker[name] / median['plain']:>10.2f}x {in_round:>21.2f}x")
   seconds = {name: statistics.median(values) for name, values in costs.items()}
   print(f"\nRay start-up: ray.init {seconds['init']:.1f} s (runs {_spread(costs['init'])}); "
         f"workers answering after {seconds['ready W=1']:.1f} s (W=1), "
