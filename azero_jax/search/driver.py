@@ -603,6 +603,10 @@ def run(config: SearchConfig, write: Callable[[str], None] = print,
                                     tuple(experiments), time.monotonic() - run_start,
                                     checkpoint()), force)
 
+  if search and not resume:
+    # Workers elsewhere checkpoint their own searches (workers.py): a coordinator killed within
+    # its first experiment continues from here, drawing the same seeds again.
+    on_boundary(0, lambda: None, True)
   on_progress = lambda report, candidate: hooks.progress(len(experiments) + 1, report, candidate)
   search = search or (lambda _, current, on_progress, on_boundary: search_outcome(
       strategy, *search_experiment(config, strategy, collections, rngs, current, write,

@@ -21,6 +21,9 @@ Faults: with a run directory, worker w checkpoints to `workers/<w>/checkpoints` 
 `workers/<w>/worker.json` names its host and process. Ray restarts a killed worker process and
 retries its search, which continues from that checkpoint (the progress it reports goes on from
 the checkpoint's evaluation count; the first report after a restart carries `restarted_from`).
+The coordinator checkpoints before each experiment (`driver.run`), so a killed coordinator's
+`--resume` draws the running experiment's seeds again and its new workers continue from their
+own checkpoints of it.
 """
 
 from __future__ import annotations
