@@ -32,7 +32,7 @@ from azero_jax.search.generator import InitModel
 from azero_jax.search.mutator import parse_mutation_types
 from azero_jax.search.randomizer import Memory
 from azero_jax.tasks.datasets import source_files
-from azero_jax.tasks.spec import TaskSpec, define_task_flags, spec_from_flags
+from azero_jax.tasks.spec import TaskSpec, define_task_flags, mix_from_flags, spec_from_flags
 
 COMPONENT_NAMES = ("setup", "predict", "learn")
 TASK_PREFIXES = ("search_", "select_", "final_")
@@ -81,6 +81,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, run_directory: bool = True)
                     **kw)
   for prefix in TASK_PREFIXES:
     define_task_flags(prefix, fv)
+  flags.DEFINE_string("search_task_mix", None, "Task families dealt to the islands in turn, as "
+                      "spec strings separated by ';' (e.g. 'binary_digits:features=16;"
+                      "binary_digits:features=8'), each with its own T_search; replaces "
+                      "--search_task (--search_num_tasks etc. apply to every family). With one "
+                      "island the family alternates per experiment.", **kw)
   flags.DEFINE_string("dataset_dir", None, "CIFAR-10 folder: binary_digits tasks become "
                       "binary_cifar10 tasks read from it.", **kw)
   flags.DEFINE_integer("max_experiments", 1, "Number of experiments (0 = unlimited).", **kw)
@@ -169,11 +174,11 @@ def island_settings(fv: flags.FlagValues) -> dict:
           "migration_every": fv.migration_every, "migration_size": fv.migration_size}
 
 
-def _task_spec(prefix: str, fv: flags.FlagValues):
-  spec = spec_from_flags(prefix, fv)
+def _task_spec(flag: str, spec: TaskSpec, fv: flags.FlagValues) -> TaskSpec:
+  """`spec` read from --dataset_dir's CIFAR-10 in place of the digits, its data checked."""
   if fv.dataset_dir and spec.family == "binary_digits":
     spec = spec.replace(family="binary_cifar10", dataset_dir=fv.dataset_dir)
-  _named(f"{prefix}task", TaskSpec.check_data, spec)
+  _named(flag, TaskSpec.check_data, spec)
   return spec
 
 
@@ -201,7 +206,13 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
             if fv.train_budget else None)
   if fv.dataset_dir:
     _named("dataset_dir", lambda path: source_files("cifar10", path), fv.dataset_dir)
-  tasks = [_task_spec(prefix, fv) for prefix in TASK_PREFIXES]
+  mix = ()
+  if fv.search_task_mix is not None:
+    mix = tuple(_task_spec("search_task_mix", spec, fv)
+                for spec in mix_from_flags("search_", fv.search_task_mix, fv))
+  tasks = [mix[0] if prefix == "search_" and mix else
+           _task_spec(f"{prefix}task", spec_from_flags(prefix, fv), fv)
+           for prefix in TASK_PREFIXES]
   lower_bounds = {**dict.fromkeys(("num_scalars", "num_vectors", "num_matrices"), 1),
                   **{f"{n}_size_{k}": 0 for n in COMPONENT_NAMES for k in ("init", "min", "max")}}
   for name, low in lower_bounds.items():
@@ -222,7 +233,7 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
       random_seed=fv.random_seed, randomize_task_seeds=fv.randomize_task_seeds,
       sufficient_fitness=fv.sufficient_fitness, strategy=fv.strategy,
       success_fitness=fv.success_fitness, dtype=fv.dtype, max_abs_error=fv.max_abs_error,
-      **island_settings(fv), **hurdle_settings(fv))
+      search_task_mix=mix, **island_settings(fv), **hurdle_settings(fv))
 
 
 def cluster_search(config, spec, directory: run_dir.RunDirectory | None, write,

@@ -97,6 +97,14 @@ CASES = [
      "--final_task: task spec 'linear:num_tasks=ten': num_tasks='ten' is not an integer"),
     ("task_no_features", ["experiments.baselines", "--task=linear:features=0"],
      "--task: task spec 'linear': features must be >= 1, got 0"),
+    ("task_mix_unknown_family", [*SEARCH, "--num_islands=2", "--search_task_mix=linear;quadratic"],
+     "--search_task_mix: task spec 'quadratic': unknown task family 'quadratic'"),
+    ("task_mix_empty_spec", [*SEARCH, "--search_task_mix=linear;"],
+     "--search_task_mix: expected task specs separated by ';', got 'linear;'"),
+    ("task_mix_more_families_than_islands", [*SEARCH, "--num_islands=2",
+                                             "--search_task_mix=linear;affine;nonlinear"],
+     "search_task_mix: 3 families need num_islands >= 3 (each experiment searches every family), "
+     "or num_islands=1 (the family alternates per experiment), got num_islands=2"),
     # Dataset directories.
     ("dataset_dir_missing", ["experiments.run_search", BASELINE, "--dataset_dir={inputs}/nowhere"],
      "--dataset_dir: dataset directory not found: '{inputs}/nowhere'"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 Z95 = 1.959963984540054  # two-sided 95%
 Z975 = 2.241402727604947  # two-sided 97.5%, for the Bonferroni ratio interval
 
@@ -55,3 +57,36 @@ def success_ratio(run_successes: int, runs: int, program_successes: int, program
                  for b in wilson(program_successes, programs, Z975))
   value = ratio(rate, run_probability(program_rate, evaluations))
   return value, (ratio(low1, high2), ratio(high1, low2))
+
+
+def t_quantile(probability: float, df: int) -> float:
+  """The `probability` quantile (> 0.5) of Student's t with `df` degrees of freedom (bisection on
+  its CDF, 1 - I_{df / (df + t^2)}(df / 2, 1 / 2) / 2)."""
+  def cdf(t: float) -> float:
+    x = df / (df + t * t)
+    return 1.0 - 0.5 * _regularized_beta(x, df / 2, 0.5)
+
+  low, high = 0.0, 1e3
+  for _ in range(60):
+    middle = (low + high) / 2
+    low, high = (middle, high) if cdf(middle) < probability else (low, middle)
+  return (low + high) / 2
+
+
+def _regularized_beta(x: float, a: float, b: float, steps: int = 20000) -> float:
+  """I_x(a, b) by the midpoint rule after substituting t = u^(1/a), which turns
+  t^(a-1) (1-t)^(b-1) dt into (1 - u^(1/a))^(b-1) du / a (no singularity at 0)."""
+  upper = x ** a
+  u = (np.arange(steps) + 0.5) / steps * upper
+  integral = float(np.sum((1 - u ** (1 / a)) ** (b - 1))) * upper / steps / a
+  return integral * math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b))
+
+
+def mean_ci95(values) -> tuple[float, tuple[float, float]]:
+  """The mean of `values` and its 95% Student-t interval (the mean itself for one value)."""
+  values = np.asarray(values, dtype=np.float64)
+  mean = float(values.mean())
+  if len(values) < 2:
+    return mean, (mean, mean)
+  half = t_quantile(0.975, len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
+  return mean, (mean - half, mean + half)

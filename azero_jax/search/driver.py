@@ -16,6 +16,14 @@ Hurdles (`hurdle_tasks` H > 0): the evaluator runs each child on the first H tas
 first, and on the rest only if it reaches its island's hurdle, which the strategy computes from
 its population (azero_jax/search/fitness.py, evolution.py).
 
+Task mix (`search_task_mix`, the paper's "50% of the workers on MNIST"): T_search is several task
+families, each with its own tasks, dealt to the islands in turn and continuing across experiments
+(`island_families`): with K islands and M <= K families, island k searches family k mod M in the
+first experiment; with one island the family alternates per experiment. The evaluator holds the
+union of the experiment's families and a [K, T] mask of each island's tasks. Selection and the
+final evaluation stay one set of tasks. Migrants move between families and keep the fitness they
+came with until they are evaluated again, as between any islands.
+
 `RunHooks` see the progress, the result and every boundary a run can continue from (after each
 batch and each experiment); there they may take a `Snapshot`, which `run(..., resume=...)`
 continues from with the same output (azero_jax/search/checkpoint.py saves them to files,
@@ -96,6 +104,12 @@ class SearchConfig:
   migration_size: int = 50
   hurdle_tasks: int = 0  # 0 = no hurdles
   hurdle_percentile: float = 75.0
+  search_task_mix: tuple[TaskSpec, ...] = ()  # task families dealt to the islands; () = none
+
+  @property
+  def search_families(self) -> tuple[TaskSpec, ...]:
+    """The task families of T_search: the mix, or the search tasks alone."""
+    return self.search_task_mix or (self.search_tasks,)
 
   def __post_init__(self):
     validate(self)
@@ -144,12 +158,20 @@ def validate(config: SearchConfig) -> None:
         f"{config.migration_size}")
   check(not config.migration_every or config.strategy == "evolution",
         "migration_every needs strategy=evolution (random search keeps no population)")
+  num_families = len(config.search_families)
+  check(num_families <= config.num_islands or config.num_islands == 1,
+        f"search_task_mix: {num_families} families need num_islands >= {num_families} (each "
+        f"experiment searches every family), or num_islands=1 (the family alternates per "
+        f"experiment), got num_islands={config.num_islands}")
+  check(len(set(config.search_families)) == num_families,
+        "search_task_mix: a family is given twice")
   check(config.hurdle_tasks >= 0, f"hurdle_tasks must be >= 0 (0 = no hurdles), got "
         f"{config.hurdle_tasks}")
   if config.hurdle_tasks:
-    check(config.hurdle_tasks < config.search_tasks.num_tasks,
-          f"hurdle_tasks must be < the {config.search_tasks.num_tasks} search tasks, got "
-          f"{config.hurdle_tasks}")
+    fewest = min(spec.num_tasks for spec in config.search_families)
+    check(config.hurdle_tasks < fewest,
+          f"hurdle_tasks must be < the {fewest} search tasks"
+          f"{' of each family' if config.search_task_mix else ''}, got {config.hurdle_tasks}")
     check(config.strategy == "evolution",
           "hurdle_tasks needs strategy=evolution (random search keeps no population)")
     check(0 <= config.hurdle_percentile <= 100, f"hurdle_percentile must be in [0, 100], got "
@@ -166,9 +188,9 @@ def validate(config: SearchConfig) -> None:
     check(config.fec.forget_every >= 0, f"fec_forget_every must be >= 0 (0 = never), got "
           f"{config.fec.forget_every}")
   evaluation_types = {spec.resolved_eval_type for spec in
-                      (config.search_tasks, config.select_tasks, config.final_tasks)}
-  check(len(evaluation_types) == 1, "search, select and final tasks must share one eval type, got "
-        f"{sorted(evaluation_types)}")
+                      (*config.search_families, config.select_tasks, config.final_tasks)}
+  check(len(evaluation_types) == 1, "search (every family of search_task_mix), select and final "
+        f"tasks must share one eval type, got {sorted(evaluation_types)}")
   types = mutator(config).mutation_types  # checks op lists against the memory, sizes and types
   start = initial(config)
   try:
@@ -240,9 +262,27 @@ def make_strategy(config: SearchConfig) -> RegularizedEvolution | RandomSearch:
                               config.hurdle_percentile if config.hurdle_tasks else None)
 
 
-def search_evaluator(config: SearchConfig, tasks, keys) -> SearchEvaluator:
+def island_families(num_families: int, num_islands: int, experiment: int = 1,
+                    process: tuple[int, int] = (0, 1)) -> np.ndarray:
+  """The family of a task mix each island of this process searches in `experiment` (from 1): the
+  islands of all processes (`process` = (index, count), each with `num_islands`) take the
+  families in turn, and the turn goes on from one experiment to the next."""
+  index, count = process
+  total = num_islands * count
+  return (index * num_islands + np.arange(num_islands) + (experiment - 1) * total) % num_families
+
+
+def search_evaluator(config: SearchConfig, tasks, keys, families: np.ndarray | None = None
+                     ) -> SearchEvaluator:
   """The fitness of one experiment on T_search (one PRNG key per island, or one key): FEC cache,
-  train budget, compiled shapes for all islands' children."""
+  train budget, compiled shapes for all islands' children. With a task mix, `tasks` holds each
+  family's tasks and `families` [K] the family of each island."""
+  island_tasks = None
+  if families is not None:
+    used = sorted(set(families.tolist()))  # the union holds the families searched
+    blocks = np.repeat(used, [len(tasks[f]) for f in used])
+    island_tasks = blocks[None, :] == np.asarray(families)[:, None]
+    tasks = [task for f in used for task in tasks[f]]
   budget = (TrainBudget.from_init_sizes(config.init_sizes, config.train_budget,
                                         config.train_budget_threshold_factor)
             if config.train_budget else None)
@@ -252,7 +292,7 @@ def search_evaluator(config: SearchConfig, tasks, keys) -> SearchEvaluator:
       batch_size=config.batch_size * config.num_islands, keys=keys, fec=config.fec,
       budget=budget, combination=config.combination, dtype=config.dtype,
       max_abs_error=config.max_abs_error, fec_scope=config.fec_scope,
-      hurdle_tasks=config.hurdle_tasks)
+      hurdle_tasks=config.hurdle_tasks, island_tasks=island_tasks)
 
 
 def island_seeds(seed: int, num_islands: int) -> list[int]:
@@ -523,15 +563,25 @@ def finished(config: SearchConfig, experiments) -> bool:
 
 def search_experiment(config: SearchConfig, strategy, collections: TaskCollections,
                       rngs: Sequence[np.random.Generator], current: ExperimentCheckpoint,
-                      write: Callable[[str], None], on_progress, on_boundary, exchange=None):
-  """Runs (or continues) the search of one experiment on T_search.
+                      write: Callable[[str], None], on_progress, on_boundary, exchange=None,
+                      experiment: int = 1, process: tuple[int, int] = (0, 1)):
+  """Runs (or continues) the search of experiment `experiment` (from 1) on T_search.
 
   `on_boundary(evaluations, checkpoint)` gets the experiment's individuals so far and a function
-  returning its `ExperimentCheckpoint`; `exchange` is `run_experiment`'s. Returns the final state,
-  the train steps and the evaluator.
+  returning its `ExperimentCheckpoint`; `exchange` is `run_experiment`'s; `process` (index, count)
+  places this process's islands among all that search the experiment (for a task mix). Returns
+  the final state, the train steps and the evaluator.
   """
   keys = [jax.random.key(seed) for seed in current.key_seeds]
-  fitness = search_evaluator(config, collections.search_tasks(current.task_seed), keys)
+  if len(config.search_families) > 1:  # (a mix of one family is its search tasks)
+    families = island_families(len(config.search_task_mix), len(rngs), experiment, process)
+    write("Search task families of the islands: "
+          + ", ".join(config.search_task_mix[f].to_string() for f in families))
+    tasks = {f: collections.search_tasks(current.task_seed, config.search_task_mix[f])
+             for f in set(families.tolist())}
+    fitness = search_evaluator(config, tasks, keys, families)
+  else:
+    fitness = search_evaluator(config, collections.search_tasks(current.task_seed), keys)
   if current.evaluator is not None:
     fitness.restore(current.evaluator)
   # The strategy updates its arrays in place: a checkpoint gets a copy of the state.
@@ -608,9 +658,9 @@ def run(config: SearchConfig, write: Callable[[str], None] = print,
     # its first experiment continues from here, drawing the same seeds again.
     on_boundary(0, lambda: None, True)
   on_progress = lambda report, candidate: hooks.progress(len(experiments) + 1, report, candidate)
-  search = search or (lambda _, current, on_progress, on_boundary: search_outcome(
+  search = search or (lambda experiment, current, on_progress, on_boundary: search_outcome(
       strategy, *search_experiment(config, strategy, collections, rngs, current, write,
-                                   on_progress, on_boundary)))
+                                   on_progress, on_boundary, experiment=experiment)))
   while not finished(config, experiments):
     if current is None:
       # Each island draws what a one-island run draws here: a task seed (if randomised; island

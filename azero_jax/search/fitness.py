@@ -23,6 +23,14 @@ steps are those of the tasks it was evaluated on (its fingerprints of the other 
 the same call as the others for batching, count only if it goes on). FEC caches per-task fitness
 of full runs only: unevaluated tasks are neither looked up nor inserted.
 
+Task mixes (`island_tasks`, a [K, T] mask): T_search is the union of several task families and
+each island searches only its row's tasks. A program's lanes (program, task) outside its island's
+row are never looked up, run or counted, and its fitness combines only its island's tasks; each
+full-run round runs one compiled call per family block (tasks with the same islands), on the
+programs that have a lane there. Hurdle tasks are the first H of each island's tasks. FEC keys
+include the task, so one cache serves every family. (The fingerprint run still covers every task
+of the union: its results outside a program's island are unused.)
+
 Islands: each program of a batch belongs to an island. Each island has its own PRNG key and
 full-run call count (its random draws are those of a one-island search with its key), and with
 `fec_scope="island"` its own cache; the fingerprint memo is shared (the runs are deterministic),
@@ -75,8 +83,19 @@ class Evaluation(NamedTuple):
   hurdle_fitness: np.ndarray | None = None  # [n] combined over the hurdle tasks (with hurdles)
 
 
-def combine(per_task: np.ndarray, mode: str = "mean") -> np.ndarray:
-  """Combines [n, T] per-task fitness: mean, or the element at T // 2 after sorting (median)."""
+def combine(per_task: np.ndarray, mode: str = "mean", mask: np.ndarray | None = None
+            ) -> np.ndarray:
+  """Combines [n, T] per-task fitness: mean, or the element at T // 2 after sorting (median).
+
+  With `mask` [n, T] each row combines only its masked tasks (in task order, so an all-True mask
+  gives exactly the unmasked result); rows with the same mask are combined together."""
+  if mask is not None:
+    combined = np.empty(len(per_task))
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    for index, columns in enumerate(patterns):
+      rows = inverse.ravel() == index
+      combined[rows] = combine(per_task[np.ix_(rows, columns)], mode)
+    return combined
   if mode == "mean":
     return per_task.mean(axis=1)
   return np.sort(per_task, axis=1)[:, per_task.shape[1] // 2]
@@ -119,23 +138,30 @@ class SearchEvaluator:
   the compiled shapes for the whole search. `keys` holds one PRNG key per island (a single key:
   one island); `fec_scope` is "shared" (one cache for all islands) or "island". With
   `hurdle_tasks` H > 0 the programs are evaluated on the first H tasks first (see the module
-  docstring).
+  docstring). `island_tasks` [K, T] says which tasks each island's programs are evaluated on
+  (default: all; a task mix, see the module docstring).
   """
 
   def __init__(self, tasks: Sequence[Task], *, memory: Memory, op_lists, widths: Sequence[int],
                batch_size: int, keys, fec: FecSpec | None = None,
                budget: TrainBudget | None = None, combination: str = "mean",
                dtype: str = "float32", max_abs_error: float = 100.0, fec_scope: str = "shared",
-               hurdle_tasks: int = 0):
+               hurdle_tasks: int = 0, island_tasks: np.ndarray | None = None):
     if combination not in COMBINATIONS:
       raise ValueError(f"combination must be one of {COMBINATIONS}, got {combination!r}")
     if fec_scope not in FEC_SCOPES:
       raise ValueError(f"fec_scope must be one of {FEC_SCOPES}, got {fec_scope!r}")
-    if not 0 <= hurdle_tasks < len(tasks):
-      raise ValueError(f"hurdle_tasks must be in [0, {len(tasks)}), got {hurdle_tasks}")
     keys = jnp.stack(list(keys)) if isinstance(keys, (list, tuple)) else keys
     keys = keys[None] if keys.ndim == 0 else keys
     self.num_islands = keys.shape[0]
+    self.island_tasks = (np.ones((self.num_islands, len(tasks)), dtype=bool)
+                         if island_tasks is None else np.asarray(island_tasks, dtype=bool))
+    if self.island_tasks.shape != (self.num_islands, len(tasks)):
+      raise ValueError(f"island_tasks must have shape {(self.num_islands, len(tasks))} (islands, "
+                       f"tasks), got {self.island_tasks.shape}")
+    fewest = int(self.island_tasks.sum(axis=1).min())
+    if not 0 <= hurdle_tasks < fewest:
+      raise ValueError(f"hurdle_tasks must be in [0, {fewest}), got {hurdle_tasks}")
     self.tasks = list(tasks)
     self.widths = tuple(int(w) for w in widths)
     self.bucket = evaluator.bucket(batch_size, minimum=8)
@@ -181,11 +207,24 @@ class SearchEvaluator:
 
     num_tasks = len(self.tasks)
     self._groups = task_groups(range(num_tasks), fec is not None)
-    # The tasks of each full-run round: all, or the hurdle tasks and the others.
-    self._rounds = ([(np.ones(num_tasks, dtype=bool), self._groups)] if not hurdle_tasks else
-                    [(np.arange(num_tasks) < hurdle_tasks, task_groups(range(hurdle_tasks), False)),
-                     (np.arange(num_tasks) >= hurdle_tasks,
-                      task_groups(range(hurdle_tasks, num_tasks), False))])
+    # [K, T]: each island's hurdle tasks, the first H of its tasks.
+    self._hurdle_lanes = self.island_tasks & (np.cumsum(self.island_tasks, axis=1)
+                                              <= hurdle_tasks)
+    # The lanes [K, T] of each full-run round (all tasks, or the hurdle tasks and the others), in
+    # family blocks (tasks evaluated by the same islands), each block with its task groups.
+    blocks = np.unique(self.island_tasks, axis=1, return_inverse=True)[1].ravel()
+    rounds = ([self.island_tasks] if not hurdle_tasks else
+              [self._hurdle_lanes, self.island_tasks & ~self._hurdle_lanes])
+    self._rounds = []
+    for lanes in rounds:
+      split = []
+      for block in np.unique(blocks):
+        columns = lanes & (blocks == block)[None, :]
+        indices = np.nonzero(columns.any(axis=0))[0]
+        if indices.size:
+          split.append((columns, self._groups if indices.size == num_tasks
+                        else task_groups(indices, False)))
+      self._rounds.append(split)
 
   @property
   def hit_rate(self) -> float:
@@ -220,14 +259,16 @@ class SearchEvaluator:
   def stages(self, programs: Sequence[Program], islands: np.ndarray | None = None,
              hurdles: np.ndarray | None = None) -> Generator[None, None, Evaluation]:
     """`evaluate` as a generator that pauses after dispatching the fingerprint run and after
-    dispatching each round of full runs (one, or two with hurdles), so that the caller can do
-    host work for other islands meanwhile. Stages of two batches may interleave as long as a
-    batch's cache lookups (from its second stage on) start after the previous batch finished."""
+    dispatching each round of full runs (one, or two with hurdles; one per family block of a
+    task mix), so that the caller can do host work for other islands meanwhile. Stages of two
+    batches may interleave as long as a batch's cache lookups (from its second stage on) start
+    after the previous batch finished."""
     if len(programs) > self.bucket:
       raise ValueError(f"a batch of {len(programs)} programs exceeds batch_size {self.bucket}")
     islands = (np.zeros(len(programs), np.int64) if islands is None
                else np.asarray(islands, np.int64))
-    allowed = self._allowed(programs)
+    tasks = self.island_tasks[islands]  # [n, T]: the tasks each program is evaluated on
+    allowed = self._allowed(programs) & tasks
     stripped = strip_packed(ProgramBatch.of(programs).packed, self.widths)
     memo = self._memo_lookup(stripped, allowed) if self.caches else None
     yield
@@ -240,19 +281,21 @@ class SearchEvaluator:
     evaluated = np.zeros((count, num_tasks), dtype=bool)
     going_on = np.ones(count, dtype=bool)
     hurdle_fitness = None
-    for position, (columns, groups) in enumerate(self._rounds):
+    for position, blocks in enumerate(self._rounds):
       if position:  # the hurdle: programs below it stop
-        hurdle_fitness = combine(per_task[:, :self.hurdle_tasks], self.combination)
+        hurdle_fitness = combine(per_task, self.combination, self._hurdle_lanes[islands])
         if hurdles is not None:
           going_on = hurdle_fitness >= hurdles
         self.stopped_at_hurdle += int(np.sum(~going_on))
-      lanes = going_on[:, None] & columns[None, :]
-      fitness, used = yield from self._round(stripped, keys, allowed, islands, lanes, groups)
-      per_task = np.where(lanes, fitness, per_task)
-      steps, evaluated = steps + used, evaluated | lanes
+      for columns, groups in blocks:
+        lanes = going_on[:, None] & columns[islands]
+        fitness, used = yield from self._round(stripped, keys, allowed, islands, lanes, groups)
+        per_task = np.where(lanes, fitness, per_task)
+        steps, evaluated = steps + used, evaluated | lanes
     if fingerprint_steps is not None:
       steps = steps + np.where(evaluated, fingerprint_steps, 0)
-    return Evaluation(combine(per_task, self.combination), steps.sum(axis=1), hurdle_fitness)
+    return Evaluation(combine(per_task, self.combination, tasks), steps.sum(axis=1),
+                      hurdle_fitness)
 
   def _round(self, stripped: PackedPopulation, keys: np.ndarray | None, allowed: np.ndarray,
              islands: np.ndarray, lanes: np.ndarray, groups: list[_Group]):

@@ -13,7 +13,11 @@ lines combine the latest report of every worker in the original's format.
 Migration between workers: every `migration_every` evaluations of an island (after the islands'
 own migration) a worker uploads `migration_size` programs drawn from each of its islands to the
 `MigrationPool` actor and takes as many per island from the latest uploads of the other workers in
-the same experiment, which replace its oldest members (`RegularizedEvolution.immigrate`). The pool
+the same experiment, which replace its oldest members (`RegularizedEvolution.immigrate`).
+
+A task mix deals its families to the islands of all workers in turn (worker w's island k is
+island w K + k of `driver.island_families`): with one island per worker, the workers take the
+families in turn. The pool
 answers at once with whatever it holds, so a slow worker never stalls a fast one.
 
 Faults: with a run directory, worker w checkpoints to `workers/<w>/checkpoints` every
@@ -153,8 +157,10 @@ class SearchWorker:
   workers/<w>) keeps its checkpoints."""
 
   def __init__(self, config: SearchConfig, index: int, pool, reports: Queue, folder: str | None,
-               checkpoint_every: int = 0, checkpoint_every_secs: float = 0.0):
+               checkpoint_every: int = 0, checkpoint_every_secs: float = 0.0,
+               num_workers: int = 1):
     self.config, self.index, self.pool, self.reports = config, index, pool, reports
+    self.num_workers = num_workers
     self.folder = Path(folder) if folder else None
     self.every, self.every_secs = checkpoint_every, checkpoint_every_secs
     self.strategy = driver.make_strategy(config)
@@ -197,7 +203,8 @@ class SearchWorker:
 
     state, steps, fitness = driver.search_experiment(
         self.config, self.strategy, self.collections, rngs, current, _ignore, on_progress,
-        on_boundary, exchange=self._exchange(experiment, rngs) if self._migrates() else None)
+        on_boundary, exchange=self._exchange(experiment, rngs) if self._migrates() else None,
+        experiment=experiment, process=(self.index, self.num_workers))
     self.state = state
     if self.folder:
       final = SearchProgress(state, steps, None, 0.0)
@@ -300,7 +307,7 @@ class ClusterSearch:
     self.workers = [
         actor.remote(config, index, self.pool, self.reports,
                      str(run_path / WORKERS / str(index)) if run_path else None,
-                     checkpoint_every, checkpoint_every_secs)
+                     checkpoint_every, checkpoint_every_secs, spec.num_workers)
         for index in range(spec.num_workers)]
 
   def __call__(self, experiment: int, current: ExperimentCheckpoint, _on_progress,

@@ -73,9 +73,11 @@ class TaskCollections:
   final: TaskSpec
   randomize: bool = True
 
-  def search_tasks(self, experiment_seed: int | None = None) -> list[Task]:
-    """T_search; `experiment_seed` is required when seeds are randomised."""
-    return _maybe_randomized(self.search, self.randomize, experiment_seed).build()
+  def search_tasks(self, experiment_seed: int | None = None,
+                   spec: TaskSpec | None = None) -> list[Task]:
+    """T_search (of `spec`, e.g. a family of a task mix, instead of `search` if given);
+    `experiment_seed` is required when seeds are randomised."""
+    return _maybe_randomized(spec or self.search, self.randomize, experiment_seed).build()
 
   def select_tasks(self, selection_seed: int | None = None) -> list[Task]:
     """T_select; `selection_seed` is required when seeds are randomised."""

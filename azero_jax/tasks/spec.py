@@ -10,6 +10,10 @@ A spec string is a family name, optionally followed by `:` and comma-separated `
 List values (seeds, class pairs written `i-j`) are comma-separated too: a comma starts a new key
 only where `key=` follows. `held_out_pairs` also takes `recommended` (the 9 pairs of REFERENCE.md
 §10.3), `none`, and `all_but_recommended` (so tasks come only from the 9 recommended pairs).
+
+A task mix (--search_task_mix) is spec strings separated by `;`:
+
+  binary_digits:features=16,num_tasks=4;binary_digits:features=8,num_tasks=4
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ FAMILIES = REGRESSION_FAMILIES + UNIT_TEST_FAMILIES + BINARY_FAMILIES + ("arrays
 # Synthetic tasks default to the paper's 1000 train / 100 valid; binary tasks to their whole file.
 DEFAULT_NUM_TRAIN_EXAMPLES = 1000
 DEFAULT_NUM_VALID_EXAMPLES = 100
+MIX_SEPARATOR = ";"
 
 _PAIR_KEYWORDS = {"recommended": binary.RECOMMENDED_HELD_OUT_PAIRS, "none": (),
                   "all_but_recommended": binary.complement_pairs(binary.RECOMMENDED_HELD_OUT_PAIRS)}
@@ -251,6 +256,15 @@ def parse_fields(text: str) -> dict:
   return fields
 
 
+def parse_mix(text: str, overrides: dict | None = None) -> tuple[TaskSpec, ...]:
+  """The specs of a task mix: spec strings separated by `;`, with the fields in `overrides`
+  replacing theirs; raises ValueError naming the bad part."""
+  parts = [part.strip() for part in text.split(MIX_SEPARATOR)]
+  if not all(parts):
+    raise ValueError(f"expected task specs separated by {MIX_SEPARATOR!r}, got {text!r}")
+  return tuple(TaskSpec(**{**parse_fields(part), **(overrides or {})}) for part in parts)
+
+
 def _format_value(value) -> str:
   if isinstance(value, tuple) and value and isinstance(value[0], tuple):
     return ",".join(f"{i}-{j}" for i, j in value)
@@ -301,6 +315,16 @@ def _flag_fields(prefix: str, flag_values: flags.FlagValues) -> dict:
       value = tuple(_parse_int(f"--{prefix}{name}", s.strip()) for s in value)
     fields[name] = value
   return fields
+
+
+def mix_from_flags(prefix: str, mix: str, flag_values: flags.FlagValues = flags.FLAGS
+                   ) -> tuple[TaskSpec, ...]:
+  """The specs of the task mix `mix` with the --{prefix}features, ... flags of
+  `define_task_flags(prefix)` applied to each; errors name the flag --{prefix}task_mix."""
+  try:
+    return parse_mix(mix, _flag_fields(prefix, flag_values))
+  except ValueError as error:
+    raise ValueError(f"--{prefix}task_mix: {error}") from None
 
 
 def spec_from_flags(prefix: str = "", flag_values: flags.FlagValues = flags.FLAGS) -> TaskSpec:
