@@ -9,7 +9,7 @@ from azero_jax.search.evolution import RegularizedEvolution, batch_length, tourn
 from azero_jax.search.generator import InitModel, initial_program
 from azero_jax.search.mutator import MutationType, Mutator
 from azero_jax.search.random_search import RandomSearch
-from azero_jax.search.randomizer import Memory, Randomizer
+from azero_jax.search.randomizer import Memory, Randomizer, Streams
 
 OPS = (56, 27, 2, 3, 18, 23)
 RANDOMIZER = Randomizer((OPS,) * 3, Memory(4, 3, 1))
@@ -42,7 +42,7 @@ def evolve(strategy, rng, num_individuals):
 def test_tournament_ties_go_to_the_first_drawn():
   fitness = np.array([0.5, 0.5, 0.9, 0.9, 0.1])
   rng = np.random.default_rng(3)
-  winners = tournament(fitness, 4, 200, rng)
+  winners = tournament(fitness[None], 4, Streams.of(rng, 200))
   draws = (np.random.default_rng(3).random((200, 4)) * 5).astype(int)
   for row, winner in zip(draws, winners):
     best = max(fitness[row])
@@ -50,7 +50,7 @@ def test_tournament_ties_go_to_the_first_drawn():
 
 
 def test_tournament_of_one_is_uniform_with_replacement():
-  winners = tournament(np.zeros(4), 1, 4000, np.random.default_rng(0))
+  winners = tournament(np.zeros((1, 4)), 1, Streams.of(np.random.default_rng(0), 4000))
   assert set(winners) == {0, 1, 2, 3}
   assert np.bincount(winners).min() > 900
 
