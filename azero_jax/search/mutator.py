@@ -249,7 +249,8 @@ class Mutator:
     insert = trade | ((actions == _INSERT) & (length < np.take(self.max_sizes, target) - 1))
     remove = trade | ((actions == _REMOVE) & (length > np.take(self.min_sizes, target)))
     widths = np.array(parents.widths)
-    widths += np.bincount(target[insert & (length >= widths[target])], minlength=len(widths)) > 0
+    full = insert & ~trade & (length >= widths[target])  # a trade never widens
+    widths += np.bincount(target[full], minlength=len(widths)) > 0
     table = np.concatenate([with_slots(component.table, width) if width > component.table.shape[1]
                             else component.table for component, width in zip(parents, widths)],
                            axis=1)
