@@ -160,7 +160,7 @@ class RegularizedEvolution:
     islands = island_indices(state, islands)
     if len(islands) < 2 or size < 1:
       return state
-    streams = island_streams(rngs, islands, 1)
+    streams = island_streams(rngs, islands)
     sent = self._emigrant_slots(streams, size)
     pool = state.programs.packed.take((islands[:, None] * self.population_size + sent).ravel())
     pool_fitness = state.fitness[islands[:, None], sent].ravel()
@@ -184,7 +184,7 @@ class RegularizedEvolution:
     """`size` programs drawn uniformly without replacement from each island in `islands` (full
     populations), island by island, and their fitness [len(islands), size]."""
     islands = island_indices(state, islands)
-    sent = self._emigrant_slots(island_streams(rngs, islands, 1), size)
+    sent = self._emigrant_slots(island_streams(rngs, islands), size)
     rows = (islands[:, None] * self.population_size + sent).ravel()
     return state.programs.packed.take(rows), state.fitness[islands[:, None], sent]
 
@@ -243,11 +243,12 @@ def island_indices(state, islands) -> np.ndarray:
   return np.arange(state.num_islands) if islands is None else np.asarray(islands, np.int64)
 
 
-def island_streams(rngs: Sequence[np.random.Generator], islands: np.ndarray, counts) -> Streams:
-  """The draws of `counts` items (one count, or one per island) of each island in `islands`, in
-  order, each island's from its own generator."""
+def island_streams(rngs: Sequence[np.random.Generator], islands: np.ndarray,
+                   counts: np.ndarray | None = None) -> Streams:
+  """The draws of `counts[i]` items (default 1) of each island `islands[i]`, in order, each
+  island's from its own generator."""
   return Streams(tuple(rngs[k] for k in islands),
-                 np.broadcast_to(np.asarray(counts, np.int64), (len(islands),)))
+                 np.ones(len(islands), np.int64) if counts is None else counts)
 
 
 def batch_length(num_individuals: int, population_size: int, batch_size: int) -> int:
