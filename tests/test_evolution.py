@@ -9,7 +9,7 @@ from azero_jax.search.evolution import RegularizedEvolution, batch_length, tourn
 from azero_jax.search.generator import InitModel, initial_program
 from azero_jax.search.mutator import MutationType, Mutator
 from azero_jax.search.random_search import RandomSearch
-from azero_jax.search.randomizer import Memory, Randomizer
+from azero_jax.search.randomizer import Memory, Randomizer, Streams
 
 OPS = (56, 27, 2, 3, 18, 23)
 RANDOMIZER = Randomizer((OPS,) * 3, Memory(4, 3, 1))
@@ -42,7 +42,7 @@ def evolve(strategy, rng, num_individuals):
 def test_tournament_ties_go_to_the_first_drawn():
   fitness = np.array([0.5, 0.5, 0.9, 0.9, 0.1])
   rng = np.random.default_rng(3)
-  winners = tournament(fitness, 4, 200, rng)
+  winners = tournament(fitness[None], 4, Streams.of(rng, 200))
   draws = (np.random.default_rng(3).random((200, 4)) * 5).astype(int)
   for row, winner in zip(draws, winners):
     best = max(fitness[row])
@@ -50,7 +50,7 @@ def test_tournament_ties_go_to_the_first_drawn():
 
 
 def test_tournament_of_one_is_uniform_with_replacement():
-  winners = tournament(np.zeros(4), 1, 4000, np.random.default_rng(0))
+  winners = tournament(np.zeros((1, 4)), 1, Streams.of(np.random.default_rng(0), 4000))
   assert set(winners) == {0, 1, 2, 3}
   assert np.bincount(winners).min() > 900
 
@@ -114,6 +114,18 @@ def test_batched_evolution_improves_the_toy_fitness():
   state = evolve(strategy, np.random.default_rng(1), 3000)
   assert state.num_individuals.tolist() == [3000]
   assert state.fitness.mean() > 0.6
+
+
+def test_filling_and_evolving_islands_ask_in_island_order():
+  unchanged = Mutator(RANDOMIZER, (MutationType.IDENTITY,), 0.0)
+  fresh = initial_program(InitModel.NO_OP, (1, 1, 1))
+  strategy = RegularizedEvolution(unchanged, lambda rng, count: [fresh] * count,
+                                  population_size=4, tournament_size=2, batch_size=2)
+  members = [random_program(np.random.default_rng(i)) for i in range(4)]
+  state = strategy.tell(strategy.init(2), members, np.arange(4) / 4, islands=[0])
+  children = strategy.ask(state, [np.random.default_rng(k) for k in range(2)])
+  assert len(children) == 4 and children[2:] == (fresh, fresh)  # island 1 is still filling
+  assert all(child in members for child in children[:2])
 
 
 def test_candidate_is_the_first_best_of_the_final_population():

@@ -16,7 +16,13 @@ from azero_jax.search.mutator import (
   alter_param,
   parse_mutation_types,
 )
-from azero_jax.search.randomizer import Memory, Randomizer, random_instruction, uniform_indices
+from azero_jax.search.randomizer import (
+  Memory,
+  Randomizer,
+  Streams,
+  random_instruction,
+  uniform_indices,
+)
 
 DEMO_OPS = (56, 27, 2, 3, 18, 23)
 SMALL = Memory(4, 3, 1)
@@ -116,10 +122,10 @@ def test_random_uniform_bounds_are_not_sorted():
 
 
 def test_uniform_indices_are_uniform_and_in_range():
-  draws = uniform_indices(rng(5), np.full(7000, 7))
+  draws = uniform_indices(rng(5).random(7000), np.full(7000, 7))
   assert set(draws) == set(range(7))
   assert np.all(np.abs(np.bincount(draws) / 7000 - 1 / 7) < 0.02)
-  mixed = uniform_indices(rng(6), np.tile([0, 1, 3], 1000)).reshape(-1, 3)
+  mixed = uniform_indices(rng(6).random(3000), np.tile([0, 1, 3], 1000)).reshape(-1, 3)
   assert np.all(mixed[:, :2] == 0) and set(mixed[:, 2]) == {0, 1, 2}
 
 
@@ -171,7 +177,7 @@ def test_unmutated_child_is_the_parent():
 def test_action_choice_is_uniform_over_entries_with_duplicates():
   m = mutator([T.ALTER_PARAM, T.ALTER_PARAM, T.IDENTITY])
   generator = rng(8)
-  counts = np.bincount(m.choose_actions(6000, generator), minlength=4)
+  counts = np.bincount(m.choose_actions(generator.random(6000)), minlength=4)
   assert abs(counts[T.ALTER_PARAM] / 6000 - 2 / 3) < 0.03
   assert counts[T.IDENTITY] + counts[T.ALTER_PARAM] == 6000
 
@@ -179,14 +185,14 @@ def test_action_choice_is_uniform_over_entries_with_duplicates():
 def test_insert_and_remove_equally_likely_in_code_mode():
   m = mutator([T.INSERT_INSTRUCTION, T.REMOVE_INSTRUCTION])
   generator = rng(9)
-  removes = np.mean(m.choose_actions(6000, generator) == T.REMOVE_INSTRUCTION)
+  removes = np.mean(m.choose_actions(generator.random(6000)) == T.REMOVE_INSTRUCTION)
   assert abs(removes - 1 / 2) < 0.03
 
 
 def test_paper_variant_removal_twice_as_likely_as_insertion():
   m = mutator([T.INSERT_INSTRUCTION, T.REMOVE_INSTRUCTION, T.IDENTITY], paper_variant=True)
   generator = rng(10)
-  counts = np.bincount(m.choose_actions(8000, generator), minlength=8)
+  counts = np.bincount(m.choose_actions(generator.random(8000)), minlength=8)
   assert abs(counts[T.REMOVE_INSTRUCTION] / counts[T.INSERT_INSTRUCTION] - 2) < 0.25
   assert abs(counts[T.IDENTITY] / counts[T.INSERT_INSTRUCTION] - 1) < 0.15
 
@@ -274,7 +280,9 @@ def test_alter_param_changes_at_most_one_instruction_of_one_function():
     for name, (position,) in changed:
       assert child.component(name)[position].op == parent.component(name)[position].op
     altered += bool(changed)
-  assert altered > 325  # a re-drawn address may repeat the old one
+  # A re-drawn address may repeat the old one: for this parent 68% of the alterations change it
+  # (341 +- 10 of 500).
+  assert altered > 300
 
 
 def test_alter_param_leaves_no_op_unchanged():
@@ -573,7 +581,7 @@ def test_batch_children_are_single_mutations_of_their_parents():
   m = mutator(types, min_sizes=(1, 1, 1), max_sizes=(12, 5, 10), mutate_prob=0.8)
   generator = rng(31)
   parents = [random_program(tuple(generator.integers(1, (11, 4, 9))), seed=i) for i in range(600)]
-  children = ProgramBatch(m.mutate_batch(pack(parents, (11, 4, 9)), generator))
+  children = ProgramBatch(m.mutate_batch(pack(parents, (11, 4, 9)), Streams.of(generator, 600)))
   assert children.packed.widths == (11, 4, 9)
   changed = collections.Counter()
   for parent, child in zip(parents, children):
@@ -594,4 +602,42 @@ def test_batch_children_are_single_mutations_of_their_parents():
 def test_unmutated_batch_is_the_parents():
   m = mutator(list(T), mutate_prob=0.0, max_sizes=(12, 4, 10))
   parents = pack([random_program(seed=i) for i in range(5)], (11, 3, 9))
-  assert ProgramBatch(m.mutate_batch(parents, rng())) == ProgramBatch(parents)
+  assert ProgramBatch(m.mutate_batch(parents, Streams.of(rng(), 5))) == ProgramBatch(parents)
+
+
+def _one_removed(longer, shorter):
+  return any(longer[:i] + longer[i + 1:] == shorter for i in range(len(longer)))
+
+
+def test_full_functions_widen_by_one_slot_for_an_insertion_only():
+  parents = [_learn(3, seed=1), _learn(1, seed=2)]
+  packed = pack(parents, (0, 0, 3))  # the first is full
+  grown = _one_function_mutator([T.INSERT_INSTRUCTION], max_size=10).mutate_batch(
+      packed, Streams.of(rng(32), 2))
+  assert grown.widths == (0, 0, 4) and grown.learn.length.tolist() == [4, 2]
+  assert all(_one_removed(child.learn, parent.learn)
+             for parent, child in zip(parents, ProgramBatch(grown)))
+  for types, sizes in (([T.REMOVE_INSTRUCTION], [2, 0]), ([T.TRADE_INSTRUCTION], [3, 1])):
+    for seed in range(20):  # every removal and insertion position of the full function
+      changed = _one_function_mutator(types).mutate_batch(packed, Streams.of(rng(seed), 2))
+      assert changed.widths == (0, 0, 3) and changed.learn.length.tolist() == sizes
+      assert np.all(changed.learn.table[0, sizes[0]:] == 0.0)  # NO_OP padding
+      child = ProgramBatch(changed)[0]
+      if types == [T.REMOVE_INSTRUCTION]:
+        assert _one_removed(parents[0].learn, child.learn)
+
+
+def test_batch_groups_draw_from_their_own_generators():
+  """Children of several groups (islands) in one batch are what each group makes alone."""
+  m = mutator(list(T), min_sizes=(1, 1, 1), max_sizes=(12, 5, 10), mutate_prob=0.9)
+  packed = pack([random_program(seed=i) for i in range(30)], (11, 4, 9))
+  counts = (10, 15, 5)
+  together = m.mutate_batch(packed, Streams(tuple(rng(40 + g) for g in range(3)),
+                                            np.array(counts)))
+  alone, start = [], 0
+  for group, count in enumerate(counts):
+    alone += ProgramBatch(m.mutate_batch(packed.take(slice(start, start + count)),
+                                         Streams.of(rng(40 + group), count)))
+    start += count
+  assert list(ProgramBatch(together)) == alone
+  assert sum(a != b for a, b in zip(alone, ProgramBatch(packed))) > 15

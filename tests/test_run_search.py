@@ -20,8 +20,8 @@ CONFIGS = ROOT / "experiments" / "configs"
 SHIPPED = ("demo", "integration_linear", "integration_nonlinear", "baseline", "paper_linear",
            "paper_affine")
 # A seed that solves the linear integration test within 100,000 individuals at batch size 100
-# (39,200 individuals; 2 of seeds 1-35 do: 11 and 28; see BUILD_NOTES.md, "Integration tests").
-LINEAR_SEED = 11
+# (37,600 individuals; 2 of seeds 1-35 do: 9 and 17; see BUILD_NOTES.md, "Integration tests").
+LINEAR_SEED = 17
 
 
 def config(name, *overrides):

@@ -10,9 +10,10 @@ same individual counts as in the original.
 
 Islands are an array axis: the populations are one packed table of K x P rows (island-major), the
 fitness and the ages are [K, P] arrays, and `ask` returns the children of the asked islands as one
-batch. Only the draws loop over islands, because each island has its own RNG stream (island k's
-run does not depend on how many islands run beside it). Migration (`migrate`) sends programs with
-their fitness between islands; immigrants replace the oldest members.
+batch. Tournaments and mutation are one array pass over all islands' children; only the draws
+loop over islands (one call per island, `randomizer.Streams`), because each island has its own RNG
+stream (island k's run does not depend on how many islands run beside it). Migration (`migrate`)
+sends programs with their fitness between islands; immigrants replace the oldest members.
 
 Hurdles (REFERENCE.md §13.2): with `hurdle_percentile`, the state also holds each member's
 hurdle-stage fitness (its fitness on the hurdle tasks), and `hurdles` gives each child the fitness
@@ -35,6 +36,7 @@ from azero_jax.program import (
   concatenate,
   empty_population,
 )
+from azero_jax.search.randomizer import Streams, uniform_indices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,19 +101,26 @@ class RegularizedEvolution:
   def ask(self, state: EvolutionState, rngs: Sequence[np.random.Generator],
           islands: np.ndarray | None = None) -> ProgramBatch:
     """The next batch of each island in `islands`, one after another: initial programs until its
-    population is full, then children of tournament winners."""
+    population is full, then children of tournament winners (all islands' at once)."""
     islands = island_indices(state, islands)
-    batches = []
-    for island in islands:
-      rng, done = rngs[island], int(state.num_individuals[island])
-      count = batch_length(done, self.population_size, self.batch_size)
-      if done < self.population_size:
-        batches.append(ProgramBatch.of(self.initial_programs(rng, count), self.widths).packed)
-      else:
-        parents = tournament(state.fitness[island], self.tournament_size, count, rng)
-        rows = island * self.population_size + parents
-        batches.append(self.mutator.mutate_batch(state.programs.packed.take(rows), rng))
-    return ProgramBatch(batches[0] if len(batches) == 1 else concatenate(batches))
+    size = self.population_size
+    counts = np.array([batch_length(int(state.num_individuals[k]), size, self.batch_size)
+                       for k in islands])
+    filling = state.num_individuals[islands] < size
+    batches = {k: ProgramBatch.of(self.initial_programs(rngs[k], count), self.widths).packed
+               for k, count in zip(islands[filling], counts[filling])}
+    evolving = islands[~filling]
+    if evolving.size:
+      streams = island_streams(rngs, evolving, counts[~filling])
+      parents = tournament(state.fitness[evolving], self.tournament_size, streams)
+      rows = evolving[streams.owners] * size + parents
+      children = self.mutator.mutate_batch(state.programs.packed.take(rows), streams)
+      if not batches:
+        return ProgramBatch(children)
+      ends = np.cumsum(counts[~filling])
+      batches.update({k: children.take(slice(end - count, end))
+                      for k, count, end in zip(evolving, counts[~filling], ends)})
+    return ProgramBatch(concatenate([batches[k] for k in islands]))
 
   def hurdles(self, state: EvolutionState, islands: np.ndarray) -> np.ndarray:
     """The hurdle of a child of each island in `islands` (one entry per child): the percentile of
@@ -151,29 +160,31 @@ class RegularizedEvolution:
     islands = island_indices(state, islands)
     if len(islands) < 2 or size < 1:
       return state
-    sent = self._emigrant_slots(state, rngs, size, islands)
+    streams = island_streams(rngs, islands)
+    sent = self._emigrant_slots(streams, size)
     pool = state.programs.packed.take((islands[:, None] * self.population_size + sent).ravel())
     pool_fitness = state.fitness[islands[:, None], sent].ravel()
-    origin = np.repeat(np.arange(len(islands)), sent.shape[1])
-    taken = np.stack([rngs[k].choice(np.nonzero(origin != position)[0], sent.shape[1],
-                                     replace=False) for position, k in enumerate(islands)])
+    count = sent.shape[1]
+    # Each island's picks among the others' emigrants, then their places in the pool.
+    others = np.argsort(streams.uniforms((len(islands) - 1) * count), axis=1)[:, :count]
+    taken = others + count * (others >= np.arange(len(islands))[:, None] * count)
     pool_hurdle = (None if state.hurdle_fitness is None
                    else state.hurdle_fitness[islands[:, None], sent].ravel()[taken])
     return self._arrive(state, pool.take(taken.ravel()), pool_fitness[taken], islands,
                         pool_hurdle)
 
-  def _emigrant_slots(self, state: EvolutionState, rngs: Sequence[np.random.Generator],
-                      size: int, islands: np.ndarray) -> np.ndarray:
-    """[len(islands), size] slots drawn uniformly without replacement, island by island."""
-    size = min(size, self.population_size)
-    return np.stack([rngs[k].choice(self.population_size, size, replace=False) for k in islands])
+  def _emigrant_slots(self, streams: Streams, size: int) -> np.ndarray:
+    """[islands, size] slots drawn uniformly without replacement (the first of a random order),
+    each island's from its stream."""
+    order = np.argsort(streams.uniforms(self.population_size), axis=1)
+    return order[:, :min(size, self.population_size)]
 
   def emigrants(self, state: EvolutionState, rngs: Sequence[np.random.Generator], size: int,
                 islands: np.ndarray | None = None) -> tuple[PackedPopulation, np.ndarray]:
     """`size` programs drawn uniformly without replacement from each island in `islands` (full
     populations), island by island, and their fitness [len(islands), size]."""
     islands = island_indices(state, islands)
-    sent = self._emigrant_slots(state, rngs, size, islands)
+    sent = self._emigrant_slots(island_streams(rngs, islands), size)
     rows = (islands[:, None] * self.population_size + sent).ravel()
     return state.programs.packed.take(rows), state.fitness[islands[:, None], sent]
 
@@ -232,14 +243,23 @@ def island_indices(state, islands) -> np.ndarray:
   return np.arange(state.num_islands) if islands is None else np.asarray(islands, np.int64)
 
 
+def island_streams(rngs: Sequence[np.random.Generator], islands: np.ndarray,
+                   counts: np.ndarray | None = None) -> Streams:
+  """The draws of `counts[i]` items (default 1) of each island `islands[i]`, in order, each
+  island's from its own generator."""
+  return Streams(tuple(rngs[k] for k in islands),
+                 np.ones(len(islands), np.int64) if counts is None else counts)
+
+
 def batch_length(num_individuals: int, population_size: int, batch_size: int) -> int:
   """Up to `batch_size`, stopping at the end of the current sweep of P individuals."""
   return min(batch_size, population_size - num_individuals % population_size)
 
 
-def tournament(fitness: np.ndarray, tournament_size: int, count: int,
-               rng: np.random.Generator) -> np.ndarray:
-  """Indices of `count` tournament winners: T uniform draws with replacement each; the strictly
-  fittest wins and ties go to the first drawn."""
-  draws = (rng.random((count, tournament_size)) * len(fitness)).astype(np.int64)
-  return draws[np.arange(count), np.argmax(fitness[draws], axis=1)]
+def tournament(fitness: np.ndarray, tournament_size: int, streams: Streams) -> np.ndarray:
+  """The slot of a tournament winner for each item of `streams`, among the population of its
+  group (`fitness` [groups, P]): T uniform draws with replacement each; the strictly fittest wins
+  and ties go to the first drawn."""
+  draws = uniform_indices(streams.uniforms(tournament_size), fitness.shape[1])
+  owners = streams.owners[:, None]
+  return draws[np.arange(len(draws)), np.argmax(fitness[owners, draws], axis=1)]

@@ -1,14 +1,17 @@
 """The mutator (REFERENCE.md §7): one random action per child with probability `mutate_prob`.
 
-Children are made in batches, as rows of packed tables (`program.PackedPopulation`), with every
-draw of a batch taken at once; `Mutator.mutate` runs one Program through the same code.
+Children are made in batches, as rows of packed tables (`program.PackedPopulation`), in one array
+pass over the whole batch: each child's action, function, positions and parameter change come from
+its own row of `CONTROL_DRAWS` uniforms, then the random instructions it needs from `ROW_DRAWS`
+uniforms each. The draws come from `randomizer.Streams`, so the children of several islands each
+draw from their island's generator in one pass; `Mutator.mutate` runs one Program through the same
+code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,18 +22,20 @@ from azero_jax.program import (
   PackedComponent,
   PackedPopulation,
   Program,
+  ProgramBatch,
   instructions_from_rows,
   pack,
-  unpack,
   with_slots,
 )
 from azero_jax.search.randomizer import (
   DATA_COLUMNS,
   DATA_PLAN,
   INDEX,
+  ROW_DRAWS,
   VALUE,
   Memory,
   Randomizer,
+  Streams,
   address_plan,
   check_sizes,
   fresh_values,
@@ -39,6 +44,15 @@ from azero_jax.search.randomizer import (
 
 SIGN_FLIP_PROB = 0.1  # kSignFlipProb
 PAPER_SCALE_RANGE = (0.5, 2.0)  # the paper's constant mutation: x U[0.5, 2] (paper S3)
+
+# Uniforms per altered value: field choice, fresh value, sign flip, two for the scale factor.
+DATA_DRAWS = 5
+# Uniforms per AlterParam: field choice, new address, then AlterData's.
+ALTER_DRAWS = 2 + DATA_DRAWS
+# Columns of a child's control uniforms: mutate or not, action, function, position (of the
+# instruction to alter or randomize, or of the insertion), removal position, then AlterParam's.
+KEEP, ACTION, FUNCTION, POSITION, REMOVAL, ALTER = range(6)
+CONTROL_DRAWS = ALTER + ALTER_DRAWS
 
 
 class MutationType(enum.IntEnum):
@@ -65,37 +79,42 @@ class MutationType(enum.IntEnum):
                      f"{', '.join(cls.__members__)} (optionally with _MUTATION_TYPE) or 0..7")
 
 
-def scaled(values: np.ndarray, rng: np.random.Generator,
-           paper_variant: bool = False) -> np.ndarray:
-  """|value| times exp(N(0, 1)) (paper: U[0.5, 2]) keeping the sign; 0 becomes -0.0."""
-  factor = (rng.uniform(*PAPER_SCALE_RANGE, values.shape) if paper_variant
-            else np.exp(rng.standard_normal(values.shape)))
+def scaled(values: np.ndarray, uniforms: np.ndarray, paper_variant: bool = False) -> np.ndarray:
+  """|value| times exp(N(0, 1)) (paper: U[0.5, 2]) keeping the sign; 0 becomes -0.0. Two
+  uniforms [n, 2] per value: the normal by Box-Muller, the paper's factor from the first."""
+  if paper_variant:
+    low, high = PAPER_SCALE_RANGE
+    factor = low + (high - low) * uniforms[:, 0]
+  else:
+    normal = np.sqrt(-2.0 * np.log1p(-uniforms[:, 0])) * np.cos(2.0 * np.pi * uniforms[:, 1])
+    factor = np.exp(normal)
   magnitude = np.abs(values) * factor
   return np.where(values > 0, magnitude, -magnitude)
 
 
-def flipped_or_scaled(values: np.ndarray, rng: np.random.Generator,
+def flipped_or_scaled(values: np.ndarray, uniforms: np.ndarray,
                       paper_variant: bool = False) -> np.ndarray:
-  """Each value: with probability 0.1 its sign flipped, otherwise `scaled`."""
-  flip = rng.random(values.shape) < SIGN_FLIP_PROB
-  return np.where(flip, -values, scaled(values, rng, paper_variant))
+  """Each value: with probability 0.1 its sign flipped (the first of three uniforms [n, 3]),
+  otherwise `scaled` (the other two)."""
+  flip = uniforms[:, 0] < SIGN_FLIP_PROB
+  return np.where(flip, -values, scaled(values, uniforms[:, 1:], paper_variant))
 
 
-def alter_data_rows(rows: np.ndarray, rng: np.random.Generator,
+def alter_data_rows(rows: np.ndarray, uniforms: np.ndarray,
                     paper_variant: bool = False) -> np.ndarray:
-  """AlterData on each instruction row [n, 8]: one uniformly chosen data field changes by its
-  role (index re-drawn, value flipped or scaled, std scaled); uniform bounds are then sorted.
-  Rows of ops without data are unchanged."""
+  """AlterData on each instruction row [n, 8] from uniforms [n, DATA_DRAWS]: one uniformly chosen
+  data field changes by its role (index re-drawn, value flipped or scaled, std scaled); uniform
+  bounds are then sorted. Rows of ops without data are unchanged."""
   rows = rows.copy()
   op = rows[:, 0].astype(np.int64)
   lanes = np.nonzero(DATA_PLAN.num_fields[op])[0]
-  op = op[lanes]
-  field = uniform_indices(rng, DATA_PLAN.num_fields[op])
+  op, uniforms = op[lanes], uniforms[lanes]
+  field = uniform_indices(uniforms[:, 0], DATA_PLAN.num_fields[op])
   column, role = DATA_PLAN.column[op, field], DATA_PLAN.role[op, field]
   old = rows[lanes, column]
-  new = np.where(role == INDEX, fresh_values(role, column, rng),
-                 np.where(role == VALUE, flipped_or_scaled(old, rng, paper_variant),
-                          scaled(old, rng, paper_variant)))
+  new = np.where(role == INDEX, fresh_values(role, column, uniforms[:, 1]),
+                 np.where(role == VALUE, flipped_or_scaled(old, uniforms[:, 2:], paper_variant),
+                          scaled(old, uniforms[:, 3:], paper_variant)))
   with np.errstate(over="ignore"):  # float32 overflow gives inf, as in the original
     narrow = new.astype(np.float32).astype(np.float64)
   rows[lanes, column] = np.where(column == DATA_COLUMNS["activation"], new, narrow)
@@ -104,10 +123,10 @@ def alter_data_rows(rows: np.ndarray, rng: np.random.Generator,
   return rows
 
 
-def alter_param_rows(rows: np.ndarray, memory: Memory, rng: np.random.Generator,
+def alter_param_rows(rows: np.ndarray, memory: Memory, uniforms: np.ndarray,
                      paper_variant: bool = False) -> np.ndarray:
-  """AlterParam on each instruction row [n, 8] (REFERENCE.md §7.5): re-draws one input or output
-  address, or alters the data.
+  """AlterParam on each instruction row [n, 8] from uniforms [n, ALTER_DRAWS] (REFERENCE.md
+  §7.5): re-draws one input or output address, or alters the data.
 
   The choice is uniform over the op's fields: in1 (and in2) for each input, out, and data for ops
   with data. So set-ops pick out/data with 1/2 each, 1-input ops in1/out, 2-input ops in1/in2/out
@@ -118,14 +137,15 @@ def alter_param_rows(rows: np.ndarray, memory: Memory, rng: np.random.Generator,
   op = rows[:, 0].astype(np.int64)
   num_inputs = plan.num_inputs[op]
   num_fields = num_inputs + 1 + (DATA_PLAN.num_fields[op] > 0)
-  field = np.where(plan.has_output[op], uniform_indices(rng, num_fields), -1)
-  for slot in range(2):
-    lanes = np.nonzero((field == slot) & (slot < num_inputs))[0]
-    rows[lanes, 1 + slot] = uniform_indices(rng, plan.input_sizes[op[lanes], slot])
+  field = np.where(plan.has_output[op], uniform_indices(uniforms[:, 0], num_fields), -1)
+  lanes = np.nonzero((field >= 0) & (field < num_inputs))[0]
+  slot = field[lanes]
+  rows[lanes, 1 + slot] = uniform_indices(uniforms[lanes, 1], plan.input_sizes[op[lanes], slot])
   lanes = np.nonzero(field == num_inputs)[0]
-  rows[lanes, 3] = plan.first_out[op[lanes]] + uniform_indices(rng, plan.out_span[op[lanes]])
+  rows[lanes, 3] = plan.first_out[op[lanes]] + uniform_indices(uniforms[lanes, 1],
+                                                               plan.out_span[op[lanes]])
   lanes = np.nonzero(field > num_inputs)[0]
-  rows[lanes] = alter_data_rows(rows[lanes], rng, paper_variant)
+  rows[lanes] = alter_data_rows(rows[lanes], uniforms[lanes, 2:], paper_variant)
   return rows
 
 
@@ -136,18 +156,25 @@ def _row(inst: Instruction) -> np.ndarray:
 def alter_data(inst: Instruction, rng: np.random.Generator,
                paper_variant: bool = False) -> Instruction:
   """`alter_data_rows` on one instruction."""
-  return instructions_from_rows(alter_data_rows(_row(inst), rng, paper_variant))[0]
+  return instructions_from_rows(
+      alter_data_rows(_row(inst), rng.random((1, DATA_DRAWS)), paper_variant))[0]
 
 
 def alter_param(inst: Instruction, memory: Memory, rng: np.random.Generator,
                 paper_variant: bool = False) -> Instruction:
   """`alter_param_rows` on one instruction."""
-  return instructions_from_rows(alter_param_rows(_row(inst), memory, rng, paper_variant))[0]
+  return instructions_from_rows(
+      alter_param_rows(_row(inst), memory, rng.random((1, ALTER_DRAWS)), paper_variant))[0]
+
+
+# The action ids as plain ints, for array comparisons (an enum member lookup costs microseconds).
+(_ALTER_PARAM, _RANDOMIZE_INSTRUCTION, _RANDOMIZE_FUNCTION, _IDENTITY, _INSERT, _REMOVE, _TRADE,
+ _RANDOMIZE_ALGORITHM) = map(int, MutationType)
 
 
 @dataclasses.dataclass(frozen=True)
 class Mutator:
-  """Mutation configuration; `mutate(parent, rng)` makes one child.
+  """Mutation configuration; `mutate(parent, rng)` makes one child, `mutate_batch` many.
 
   `min_sizes` / `max_sizes` bound Setup, Predict, Learn for insert and remove: sizes stay in
   [min, max - 1] (the original's max is effectively exclusive). `paper_variant` switches to the
@@ -160,8 +187,9 @@ class Mutator:
   min_sizes: tuple[int, int, int] = (0, 0, 0)
   max_sizes: tuple[int, int, int] = (0, 0, 0)
   paper_variant: bool = False
-  _cumulative_weights: tuple[float, ...] = dataclasses.field(init=False, repr=False,
-                                                             compare=False)
+  _cumulative_weights: np.ndarray = dataclasses.field(init=False, repr=False, compare=False)
+  _type_ids: np.ndarray = dataclasses.field(init=False, repr=False, compare=False)
+  _mutable: np.ndarray = dataclasses.field(init=False, repr=False, compare=False)  # function ids
 
   def __post_init__(self):
     types = tuple(MutationType.parse(t) if isinstance(t, str) else MutationType(t)
@@ -177,135 +205,105 @@ class Mutator:
     object.__setattr__(self, "max_sizes", check_sizes(self.max_sizes, "max_sizes"))
     weights = [2.0 if self.paper_variant and t == MutationType.REMOVE_INSTRUCTION else 1.0
                for t in types]
-    object.__setattr__(self, "_cumulative_weights", tuple(itertools.accumulate(weights)))
+    object.__setattr__(self, "_cumulative_weights", np.cumsum(weights))
+    object.__setattr__(self, "_type_ids", np.array(types, np.int64))
+    object.__setattr__(self, "_mutable", np.array(
+        [COMPONENTS.index(name) for name in self.randomizer.mutable_components]))
 
   def mutate(self, program: Program, rng: np.random.Generator) -> Program:
-    """With probability mutate_prob applies one random action; otherwise returns the parent."""
-    return self.apply(self.draw_actions(1, rng)[0], program, rng)
+    """`mutate_batch` on one program; an unchanged child is the parent itself."""
+    child = ProgramBatch(self.mutate_batch(pack([program], program.sizes),
+                                           Streams.of(rng, 1)))[0]
+    return program if child == program else child
 
-  def mutate_batch(self, parents: PackedPopulation, rng: np.random.Generator) -> PackedPopulation:
-    """One child per packed parent, all drawn at once (`mutate` row by row, in distribution)."""
-    return self.apply_batch(self.draw_actions(parents.size, rng), parents, rng)
-
-  def draw_actions(self, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Per child: IDENTITY with probability 1 - mutate_prob, else `choose_actions`."""
-    actions = self.choose_actions(count, rng)
+  def draw_actions(self, keep: np.ndarray, choice: np.ndarray) -> np.ndarray:
+    """Per child from two uniforms: IDENTITY with probability 1 - mutate_prob (`keep`), else
+    `choose_actions` (`choice`)."""
+    actions = self.choose_actions(choice)
     if self.mutate_prob < 1.0:
-      kept = ~(rng.random(count).astype(np.float32) < self.mutate_prob)
-      actions[kept] = MutationType.IDENTITY
+      actions[~(keep.astype(np.float32) < self.mutate_prob)] = _IDENTITY
     return actions
 
-  def choose_actions(self, count: int, rng: np.random.Generator) -> np.ndarray:
-    """An action per child, uniform over the listed types (duplicates weight them; paper
+  def choose_actions(self, uniforms: np.ndarray) -> np.ndarray:
+    """An action id per uniform, uniform over the listed types (duplicates weight them; paper
     variant: removal x2)."""
-    draws = rng.random(count) * self._cumulative_weights[-1]
-    return np.asarray(self.mutation_types)[
-        np.searchsorted(self._cumulative_weights, draws, side="right")]
+    return self._type_ids[np.searchsorted(self._cumulative_weights,
+                                          uniforms * self._cumulative_weights[-1], side="right")]
 
-  def apply(self, action: MutationType, program: Program, rng: np.random.Generator) -> Program:
-    """Applies one mutation action (REFERENCE.md §7.3); IDENTITY returns the parent itself."""
-    if action == MutationType.IDENTITY:
-      return program
-    packed = pack([program], [size + 1 for size in program.sizes])
-    return unpack(self.apply_batch(np.array([action]), packed, rng))[0]
+  def mutate_batch(self, parents: PackedPopulation, streams: Streams) -> PackedPopulation:
+    """One child per packed parent, parent i drawing from its group's generator in `streams`.
 
-  def apply_batch(self, actions: np.ndarray, parents: PackedPopulation,
-                  rng: np.random.Generator) -> PackedPopulation:
-    """Applies `actions[i]` to parent i. Each function keeps its packed width, widened by one
-    only if an insertion needs it."""
-    tables = [component.table.copy() for component in parents]
-    lengths = [component.length.copy() for component in parents]
-    names = self.randomizer.mutable_components  # the function choice ignores their lengths
-    whole = np.nonzero(actions == MutationType.RANDOMIZE_ALGORITHM)[0]
-    for name in names:
-      index = COMPONENTS.index(name)
-      tables[index][whole] = self._randomize_slots(name, tables[index][whole],
-                                                   lengths[index][whole], rng)
-    lanes = np.nonzero(np.isin(actions, list(_EDITS)))[0]
-    chosen = uniform_indices(rng, np.full(lanes.size, len(names)))
-    for position, name in enumerate(names):
-      index, group = COMPONENTS.index(name), lanes[chosen == position]
-      if _needs_room(actions[group], lengths[index][group], tables[index].shape[1]):
-        tables[index] = with_slots(tables[index], tables[index].shape[1] + 1)
-      for action, edit in _EDITS.items():
-        rows = group[actions[group] == action]
-        if rows.size:
-          tables[index][rows], lengths[index][rows] = edit(
-              self, name, tables[index][rows], lengths[index][rows], rng)
-    return PackedPopulation(*map(PackedComponent, tables, lengths))
-
-  # Edits of one function of k children: (name, table [k, W, 8], lengths [k], rng) -> both.
-
-  def _alter_param(self, name, table, length, rng):
-    rows = np.nonzero(length)[0]
-    slots = uniform_indices(rng, length[rows])
-    table[rows, slots] = alter_param_rows(table[rows, slots], self.randomizer.memory, rng,
-                                          self.paper_variant)
-    return table, length
-
-  def _randomize_instruction(self, name, table, length, rng):
-    rows = np.nonzero(length)[0]
-    table[rows, uniform_indices(rng, length[rows])] = self.randomizer.rows(name, rows.size, rng)
-    return table, length
-
-  def _randomize_component(self, name, table, length, rng):
-    return self._randomize_slots(name, table, length, rng), length
-
-  def _insert(self, name, table, length, rng):
-    rows = np.nonzero(length < self.max_sizes[COMPONENTS.index(name)] - 1)[0]
-    table[rows], length[rows] = self._insert_random(name, table[rows], length[rows], rng)
-    return table, length
-
-  def _remove(self, name, table, length, rng):
-    rows = np.nonzero(length > self.min_sizes[COMPONENTS.index(name)])[0]
-    table[rows], length[rows] = _remove_random(table[rows], length[rows], rng)
-    return table, length
-
-  def _trade(self, name, table, length, rng):
-    wider = with_slots(table, table.shape[1] + 1)
-    wider, grown = self._insert_random(name, wider, length, rng)
-    wider, length = _remove_random(wider, grown, rng)
-    return wider[:, :-1], length
-
-  def _randomize_slots(self, name, table, length, rng):
-    """Every instruction replaced by a random one; lengths kept."""
-    used = np.arange(table.shape[1]) < length[:, None]
-    table[used] = self.randomizer.rows(name, int(used.sum()), rng)
-    return table
-
-  def _insert_random(self, name, table, length, rng):
-    """A random instruction at a uniform position in [0, size] (appending included); needs a
-    free slot in every row."""
-    position = uniform_indices(rng, length + 1)[:, None]
-    slots = np.arange(table.shape[1])[None]
-    table = np.take_along_axis(table, (slots - (slots > position))[..., None], axis=1)
-    table[np.arange(len(table)), position[:, 0]] = self.randomizer.rows(name, len(table), rng)
-    return table, length + 1
+    All children in one pass over the three functions' slots side by side: the chosen function of
+    each child is shifted (insert, remove; a trade is both) or altered, the slots that need a new
+    random instruction are marked, and then all of them are drawn at once. Each function keeps its
+    packed width, widened by one only if an insertion needs it.
+    """
+    draws = streams.uniforms(CONTROL_DRAWS)
+    actions = self.draw_actions(draws[:, KEEP], draws[:, ACTION])
+    children = np.arange(parents.size)
+    lengths = np.stack([component.length for component in parents], axis=1).astype(np.int64)
+    mutable = self._mutable
+    target = mutable[uniform_indices(draws[:, FUNCTION], mutable.size)]  # ignores the lengths
+    length = lengths[children, target]
+    trade = actions == _TRADE
+    insert = trade | ((actions == _INSERT) & (length < np.take(self.max_sizes, target) - 1))
+    remove = trade | ((actions == _REMOVE) & (length > np.take(self.min_sizes, target)))
+    widths = np.array(parents.widths)
+    full = insert & ~trade & (length >= widths[target])  # a trade never widens
+    widths += np.bincount(target[full], minlength=len(widths)) > 0
+    table = np.concatenate([with_slots(component.table, width) if width > component.table.shape[1]
+                            else component.table for component, width in zip(parents, widths)],
+                           axis=1)
+    offsets = np.cumsum(widths) - widths
+    function = np.repeat(np.arange(len(widths)), widths)  # of each column of `table`
+    slot = np.arange(table.shape[1]) - offsets[function]  # within its function
+    # Whole functions randomized: the chosen one, or all with ops for RANDOMIZE_ALGORITHM.
+    whole = (((actions == _RANDOMIZE_FUNCTION)[:, None] & (function == target[:, None]))
+             | ((actions == _RANDOMIZE_ALGORITHM)[:, None] & (function[:, None] == mutable).any(1)))
+    fresh = whole & (slot < lengths[:, function])
+    # One instruction randomized or altered at a slot in [0, size); an insertion at [0, size].
+    position = uniform_indices(draws[:, POSITION], length + insert)
+    column = offsets[target] + position
+    one = length > 0
+    replaced = np.nonzero(one & (actions == _RANDOMIZE_INSTRUCTION))[0]
+    fresh[replaced, column[replaced]] = True
+    altered = np.nonzero(one & (actions == _ALTER_PARAM))[0]
+    table[altered, column[altered]] = alter_param_rows(
+        table[altered, column[altered]], self.randomizer.memory, draws[altered, ALTER:],
+        self.paper_variant)
+    moved = np.nonzero(insert | remove)[0]
+    if moved.size:
+      table[moved], fresh[moved] = _shifted(
+          table[moved], np.where(function == target[moved, None], slot, -1),
+          widths[target[moved]], length[moved], insert[moved], remove[moved], position[moved],
+          uniform_indices(draws[moved, REMOVAL], length[moved] + insert[moved]))
+      lengths[moved, target[moved]] += insert[moved].astype(np.int64) - remove[moved]
+    child, column = np.nonzero(fresh)
+    table[child, column] = self.randomizer.rows_of(
+        function[column], streams.expand(fresh.sum(axis=1)).uniforms(ROW_DRAWS))
+    return PackedPopulation(*(
+        PackedComponent(np.ascontiguousarray(table[:, offset:offset + width]),
+                        lengths[:, index].astype(np.int32))
+        for index, (offset, width) in enumerate(zip(offsets, widths))))
 
 
-def _remove_random(table, length, rng):
-  """Removes the instruction at a uniform position of every row (each has at least one)."""
-  position = uniform_indices(rng, length)[:, None]
-  slots = np.arange(table.shape[1])[None]
-  source = np.minimum(slots + (slots >= position), table.shape[1] - 1)
-  table = np.take_along_axis(table, source[..., None], axis=1)
-  table[slots >= (length - 1)[:, None]] = 0.0  # NO_OP padding
-  return table, length - 1
-
-
-def _needs_room(actions, length, width) -> bool:
-  """Whether an insertion among these children fills its function's packed width."""
-  return bool(np.any((actions == MutationType.INSERT_INSTRUCTION) & (length >= width)))
-
-
-_EDITS = {
-    MutationType.ALTER_PARAM: Mutator._alter_param,
-    MutationType.RANDOMIZE_INSTRUCTION: Mutator._randomize_instruction,
-    MutationType.RANDOMIZE_COMPONENT_FUNCTION: Mutator._randomize_component,
-    MutationType.INSERT_INSTRUCTION: Mutator._insert,
-    MutationType.REMOVE_INSTRUCTION: Mutator._remove,
-    MutationType.TRADE_INSTRUCTION: Mutator._trade,
-}
+def _shifted(table, slot, width, length, insert, remove, position, removal):
+  """Children's tables [n, columns, 8] after an insertion at `position` and then the removal of
+  the instruction at `removal` (either or both) in one function: `slot` [n, columns] gives each
+  column's slot in it (negative outside it), `width` and `length` [n] its width and size.
+  Returns the tables (padded with NO_OP past the new size) and their fresh slots (the inserted
+  ones) [n, columns]."""
+  insert, remove = insert[:, None], remove[:, None]
+  position, removal = position[:, None], removal[:, None]
+  inside = slot >= 0
+  after = slot + (remove & (slot >= removal))  # its slot in the list after the insertion
+  fresh = inside & insert & (after == position)
+  before = np.minimum(after - (insert & (after > position)), width[:, None] - 1)  # and before it
+  columns = np.arange(table.shape[1])
+  table = np.take_along_axis(table, np.where(inside, columns + before - slot, columns)[..., None],
+                             axis=1)
+  table[inside & (slot >= (length + insert[:, 0] - remove[:, 0])[:, None])] = 0.0
+  return table, fresh
 
 
 def parse_mutation_types(names: Sequence[str | int]) -> tuple[MutationType, ...]:

@@ -1,8 +1,9 @@
 """Random instructions and programs (REFERENCE.md §1.2, §2.3), derived from the op table.
 
 Instructions are drawn as packed rows (op, in1, in2, out, activation, f0, f1, f2), a whole batch
-per call (`random_rows`). Every function takes an explicit `np.random.Generator`; nothing keeps
-global random state.
+per call, each row from its own `ROW_DRAWS` uniforms (`Randomizer.rows_of`). Draws come from an
+explicit `np.random.Generator`, or from `Streams` when a batch's rows belong to several generators
+(islands); nothing keeps global random state.
 """
 
 from __future__ import annotations
@@ -128,36 +129,74 @@ def address_plan(memory: Memory) -> AddressPlan:
                      np.array([op.output is not None for op in ops.OPS]), first_out, out_span)
 
 
-def uniform_indices(rng: np.random.Generator, sizes) -> np.ndarray:
-  """Uniform integers in [0, sizes) elementwise (0 where a size is 0), one float draw each."""
-  sizes = np.asarray(sizes)
-  return (rng.random(sizes.shape) * sizes).astype(np.int64)
+@dataclasses.dataclass(frozen=True)
+class Streams:
+  """Where the draws of a batch come from: its items in contiguous groups, group g (the next
+  `counts[g]` items) drawing from `rngs[g]`. A group's draws are what it would get alone, so an
+  island's children do not depend on the islands beside it."""
+
+  rngs: tuple[np.random.Generator, ...]
+  counts: np.ndarray  # [G] items per group
+
+  @classmethod
+  def of(cls, rng: np.random.Generator, count: int) -> Streams:
+    """`count` items drawing from one generator."""
+    return cls((rng,), np.array([count]))
+
+  @property
+  def owners(self) -> np.ndarray:
+    """The group of each item [sum(counts)]."""
+    return np.repeat(np.arange(len(self.rngs)), self.counts)
+
+  def uniforms(self, width: int) -> np.ndarray:
+    """[sum(counts), width] uniforms in [0, 1): each group's rows, in order, from its generator."""
+    blocks = [rng.random((int(count), width)) for rng, count in zip(self.rngs, self.counts)]
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+  def expand(self, per_item: np.ndarray) -> Streams:
+    """The streams of sub-items: item i has `per_item[i]` of them, in item order."""
+    group_ends = np.concatenate([[0], np.cumsum(per_item)])[np.cumsum(self.counts)]
+    return Streams(self.rngs, np.diff(group_ends, prepend=0))
 
 
-def fresh_values(roles: np.ndarray, columns: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """New data values by role: INDEX and SCALE from U[0, 1), VALUE from U[-1, 1).
+def uniform_indices(uniforms: np.ndarray, sizes) -> np.ndarray:
+  """Uniform integers in [0, sizes) elementwise from uniforms in [0, 1) (0 where a size is 0)."""
+  return (uniforms * sizes).astype(np.int64)
 
-  float32 values, except in the activation column (float64), as the original stores them.
-  """
-  draws = rng.random(roles.shape, dtype=np.float32)
-  values = np.where(roles == VALUE, np.float32(-1.0) + np.float32(2.0) * draws, draws)
-  wide = rng.random(roles.shape)
+
+def narrow_uniforms(uniforms: np.ndarray) -> np.ndarray:
+  """float32 uniforms in [0, 1) from float64 ones: their top 24 bits, as a float32 draw has."""
+  return (np.floor(uniforms * 2.0**24) * 2.0**-24).astype(np.float32)
+
+
+def fresh_values(roles: np.ndarray, columns: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+  """New data values by role from one uniform each: INDEX and SCALE from U[0, 1), VALUE from
+  U[-1, 1). float32 values, except in the activation column (float64), as the original stores
+  them."""
+  narrow = narrow_uniforms(uniforms)
+  values = np.where(roles == VALUE, np.float32(-1.0) + np.float32(2.0) * narrow, narrow)
   return np.where(columns == DATA_COLUMNS["activation"],
-                  np.where(roles == VALUE, -1.0 + 2.0 * wide, wide), values.astype(np.float64))
+                  np.where(roles == VALUE, -1.0 + 2.0 * uniforms, uniforms),
+                  values.astype(np.float64))
 
 
-def random_rows(op_ids, memory: Memory, rng: np.random.Generator) -> np.ndarray:
-  """New instruction rows [n, 8] of the given ops: uniform addresses (outputs never s0 or v0) and
-  data drawn by role (REFERENCE.md §2.3). Uniform-set bounds are left unsorted, like the original.
-  """
+# Uniforms per random instruction: in1, in2, out and the data fields for a given op; the op first.
+INSTRUCTION_DRAWS = 3 + MAX_DATA_FIELDS
+ROW_DRAWS = 1 + INSTRUCTION_DRAWS
+
+
+def random_rows(op_ids, memory: Memory, uniforms: np.ndarray) -> np.ndarray:
+  """New instruction rows [n, 8] of the given ops from uniforms [n, INSTRUCTION_DRAWS] (in1,
+  in2, out, data fields): uniform addresses (outputs never s0 or v0) and data drawn by role
+  (REFERENCE.md §2.3). Uniform-set bounds are left unsorted, like the original."""
   plan = address_plan(memory)
   op_ids = np.asarray(op_ids, dtype=np.int64)
   rows = np.zeros((op_ids.size, 8))
   rows[:, 0] = op_ids
-  rows[:, 1:3] = uniform_indices(rng, plan.input_sizes[op_ids])
-  rows[:, 3] = plan.first_out[op_ids] + uniform_indices(rng, plan.out_span[op_ids])
+  rows[:, 1:3] = uniform_indices(uniforms[:, 0:2], plan.input_sizes[op_ids])
+  rows[:, 3] = plan.first_out[op_ids] + uniform_indices(uniforms[:, 2], plan.out_span[op_ids])
   roles, columns = DATA_PLAN.role[op_ids], DATA_PLAN.column[op_ids]
-  values = fresh_values(roles, columns, rng)
+  values = fresh_values(roles, columns, uniforms[:, 3:])
   lanes, fields = np.nonzero(roles)
   rows[lanes, columns[lanes, fields]] = values[lanes, fields]
   return rows
@@ -165,7 +204,7 @@ def random_rows(op_ids, memory: Memory, rng: np.random.Generator) -> np.ndarray:
 
 def random_instruction(op_id: int, memory: Memory, rng: np.random.Generator) -> Instruction:
   """A new instruction of op `op_id` with random addresses and data (see `random_rows`)."""
-  return instructions_from_rows(random_rows([op_id], memory, rng))[0]
+  return instructions_from_rows(random_rows([op_id], memory, rng.random((1, INSTRUCTION_DRAWS))))[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +219,9 @@ class Randomizer:
   memory: Memory
   # Names of the functions with a non-empty op list, in Setup, Predict, Learn order.
   mutable_components: tuple[str, ...] = dataclasses.field(init=False)
+  # The op lists as one table [3, longest list] (padded with NO_OP) and their lengths [3].
+  _op_table: np.ndarray = dataclasses.field(init=False, repr=False, compare=False)
+  _op_counts: np.ndarray = dataclasses.field(init=False, repr=False, compare=False)
 
   def __post_init__(self):
     lists = tuple(tuple(int(op) for op in ops_) for ops_ in self.op_lists)
@@ -193,15 +235,26 @@ class Randomizer:
     object.__setattr__(self, "op_lists", lists)
     object.__setattr__(self, "mutable_components",
                        tuple(name for name, ops_ in zip(COMPONENTS, lists, strict=True) if ops_))
+    table = np.zeros((len(lists), max(map(len, lists))), np.int64)
+    for index, ops_ in enumerate(lists):
+      table[index, :len(ops_)] = ops_
+    object.__setattr__(self, "_op_table", table)
+    object.__setattr__(self, "_op_counts", np.array([len(ops_) for ops_ in lists]))
 
   def ops_for(self, component: str) -> tuple[int, ...]:
     return self.op_lists[COMPONENTS.index(component)]
 
+  def rows_of(self, functions: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Random instruction rows [n, 8] for the functions `functions` [n] (indices into
+    COMPONENTS), from uniforms [n, ROW_DRAWS]: the op uniform over the function's list, then
+    `random_rows`."""
+    op_ids = self._op_table[functions, uniform_indices(uniforms[:, 0], self._op_counts[functions])]
+    return random_rows(op_ids, self.memory, uniforms[:, 1:])
+
   def rows(self, component: str, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` random instruction rows [count, 8], ops drawn uniformly from the function's list."""
-    allowed = np.asarray(self.ops_for(component), dtype=np.int64)
-    return random_rows(allowed[uniform_indices(rng, np.full(count, allowed.size))], self.memory,
-                       rng)
+    return self.rows_of(np.full(count, COMPONENTS.index(component)),
+                        rng.random((count, ROW_DRAWS)))
 
   def programs(self, template: Program, count: int, rng: np.random.Generator) -> ProgramBatch:
     """`count` copies of `template` with every instruction of every function that has a
