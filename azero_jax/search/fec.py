@@ -197,19 +197,30 @@ class FecCache:
     return stamps
 
   def _remove(self, indices: np.ndarray) -> None:
-    keep = np.ones(len(self), bool)
-    keep[indices] = False
-    self._keys, self._fitness = self._keys[keep], self._fitness[keep]
-    self._counts, self._stamps = self._counts[keep], self._stamps[keep]
+    self._update(indices, np.zeros(0, np.uint64), np.zeros(0), np.zeros(0, np.int64),
+                 np.zeros(0, np.int64))
 
   def _add(self, keys, fitness, counts, stamps) -> None:
-    """Inserts keys that are absent, keeping the arrays sorted by key."""
-    merged = np.concatenate([self._keys, keys])
-    order = np.argsort(merged, kind="stable")
-    self._keys = merged[order]
-    self._fitness = np.concatenate([self._fitness, fitness])[order]
-    self._counts = np.concatenate([self._counts, counts])[order]
-    self._stamps = np.concatenate([self._stamps, stamps])[order]
+    """Inserts keys that are absent (sorted), keeping the arrays sorted by key."""
+    self._update(np.zeros(0, np.int64), keys, fitness, counts, stamps)
+
+  def _update(self, removed: np.ndarray, keys, fitness, counts, stamps) -> None:
+    """Removes the entries at `removed` and inserts the sorted absent `keys`, in one merge: each
+    new entry goes where `searchsorted` puts it, less the removed entries before it."""
+    removed = np.unique(removed)
+    position = np.searchsorted(self._keys, keys)
+    destination = position - np.searchsorted(removed, position) + np.arange(keys.size)
+    size = len(self) - removed.size + keys.size
+    is_new = np.zeros(size, bool)
+    is_new[destination] = True
+    source = np.empty(size, np.int64)  # index into the old entries followed by the new ones
+    source[destination] = len(self) + np.arange(keys.size)
+    kept = np.ones(len(self), bool)
+    kept[removed] = False
+    source[~is_new] = np.flatnonzero(kept)
+    merge = lambda old, new: np.concatenate([old, new]).take(source)
+    self._keys, self._fitness = merge(self._keys, keys), merge(self._fitness, fitness)
+    self._counts, self._stamps = merge(self._counts, counts), merge(self._stamps, stamps)
 
   def _evict(self, count: int) -> None:
     if count > 0:
@@ -218,12 +229,17 @@ class FecCache:
   def _plan(self, keys: np.ndarray):
     """The batch's outcome as arrays, or None where the one-at-a-time path is needed."""
     size, forget = keys.size, self.forget_every
-    unique, inverse, occurrences = np.unique(keys, return_inverse=True, return_counts=True)
-    by_key = np.argsort(inverse, kind="stable")  # positions grouped by key, in batch order
-    starts = np.cumsum(occurrences) - occurrences
+    by_key = np.argsort(keys, kind="stable")  # positions grouped by key, in batch order
+    ordered = keys[by_key]
+    first = np.ones(size, bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(first)  # each distinct key's first place in `by_key`
+    unique, occurrences = ordered[starts], np.diff(np.append(starts, size))
+    group = np.cumsum(first) - 1
+    key_of = np.empty(size, np.int64)  # index into `unique` of each position
+    key_of[by_key] = group
     key_rank = np.empty(size, np.int64)  # how many earlier positions hold the same key
-    key_rank[by_key] = np.arange(size) - np.repeat(starts, occurrences)
-    key_of = inverse
+    key_rank[by_key] = np.arange(size) - starts[group]
     entry = self._find(unique)
     present = entry >= 0
     count0, old_value = np.zeros(unique.size, np.int64), np.zeros(unique.size)
@@ -277,9 +293,9 @@ class FecCache:
     kept = present & ~gone
     self._counts[entry[kept]] = final_count[kept]
     self._stamps[entry[kept]] = stamps[kept]
-    self._remove(np.concatenate([entry[present & gone], victims]))
     new = ~present & ~gone
-    self._add(unique[new], np.full(int(new.sum()), np.nan), final_count[new], stamps[new])
+    self._update(np.concatenate([entry[present & gone], victims]), unique[new],
+                 np.full(int(new.sum()), np.nan), final_count[new], stamps[new])
     waiting = ~gone & (filled_by >= 0)
     self._unfilled = self._find(unique[waiting])
     self._unfilled_misses = filled_by[waiting]
