@@ -19,17 +19,60 @@ DEFAULT_CACHE_SIZE = 100_000
 DEFAULT_FORGET_EVERY = 100
 
 
-def row_keys(*columns) -> list[bytes]:
-  """One hashable key per row: the bytes of its values in `columns` ([n, k] arrays), as float64."""
-  rows = np.ascontiguousarray(np.concatenate([np.asarray(c, np.float64) for c in columns], axis=1))
-  return rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel().tolist()
-
-
 def _mix(values: np.ndarray) -> np.ndarray:
   """SplitMix64's finaliser: a well-mixed 64-bit function of 64 bits (uint64 arrays wrap)."""
   values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
   values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
   return values ^ (values >> np.uint64(31))
+
+
+def _words(column: np.ndarray) -> np.ndarray:
+  """The values of an [n, k] array as uint64 words: the bits of float64, the value of integers."""
+  column = np.asarray(column)
+  if column.dtype == np.float64:
+    return np.ascontiguousarray(column).view(np.uint64)
+  return column.astype(np.uint64)
+
+
+def row_hashes(*columns) -> np.ndarray:
+  """[n, 2] uint64: two 64-bit hashes of each row's exact values in `columns` ([n, k] arrays).
+
+  Every word (with its place in the row) is mixed to 64 bits; the row's hashes are the sum and
+  the XOR of its mixed words. Rows that differ in one word differ in both; otherwise a pair of
+  rows shares both with probability ~2^-96 (the mixed words behave as random).
+  """
+  count = len(columns[0])
+  sums, xors = np.zeros(count, np.uint64), np.zeros(count, np.uint64)
+  place = 0
+  with np.errstate(over="ignore"):
+    for column in columns:
+      words = _words(column)
+      salts = _mix(np.arange(place, place + words.shape[1], dtype=np.uint64)
+                   + np.uint64(0x9E3779B97F4A7C15))
+      mixed = _mix(words + salts)
+      sums += mixed.sum(axis=1, dtype=np.uint64)
+      xors ^= np.bitwise_xor.reduce(mixed, axis=1)
+      place += words.shape[1]
+  return np.stack([sums, xors], axis=1)
+
+
+def merge_order(keys: np.ndarray, removed: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
+  """Where the merge of sorted `keys` less the entries at `removed` (distinct indices) and the
+  sorted `new_keys` (absent from `keys`) takes each element from: indices into
+  concatenate([keys, new_keys]). Each new key goes where `searchsorted` puts it, less the
+  removed entries before it."""
+  removed = np.sort(removed)
+  position = np.searchsorted(keys, new_keys)
+  destination = position - np.searchsorted(removed, position) + np.arange(new_keys.size)
+  size = keys.size - removed.size + new_keys.size
+  is_new = np.zeros(size, bool)
+  is_new[destination] = True
+  source = np.empty(size, np.int64)
+  source[destination] = keys.size + np.arange(new_keys.size)
+  kept = np.ones(keys.size, bool)
+  kept[removed] = False
+  source[~is_new] = np.flatnonzero(kept)
+  return source
 
 
 def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) -> np.ndarray:
@@ -205,19 +248,8 @@ class FecCache:
     self._update(np.zeros(0, np.int64), keys, fitness, counts, stamps)
 
   def _update(self, removed: np.ndarray, keys, fitness, counts, stamps) -> None:
-    """Removes the entries at `removed` and inserts the sorted absent `keys`, in one merge: each
-    new entry goes where `searchsorted` puts it, less the removed entries before it."""
-    removed = np.unique(removed)
-    position = np.searchsorted(self._keys, keys)
-    destination = position - np.searchsorted(removed, position) + np.arange(keys.size)
-    size = len(self) - removed.size + keys.size
-    is_new = np.zeros(size, bool)
-    is_new[destination] = True
-    source = np.empty(size, np.int64)  # index into the old entries followed by the new ones
-    source[destination] = len(self) + np.arange(keys.size)
-    kept = np.ones(len(self), bool)
-    kept[removed] = False
-    source[~is_new] = np.flatnonzero(kept)
+    """Removes the entries at `removed` (distinct) and inserts the sorted absent `keys`."""
+    source = merge_order(self._keys, removed, keys)
     merge = lambda old, new: np.concatenate([old, new]).take(source)
     self._keys, self._fitness = merge(self._keys, keys), merge(self._fitness, fitness)
     self._counts, self._stamps = merge(self._counts, counts), merge(self._stamps, stamps)
@@ -340,3 +372,59 @@ class FecCache:
     self._unfilled_misses = waiting[order][self._unfilled]
     return BatchLookup(np.array(fitness), np.array(missed, np.int64),
                        np.array(pending, np.int64).reshape(-1, 2))
+
+
+class FingerprintMemo:
+  """The fingerprint keys and train steps [T] of programs already fingerprinted, by program key
+  (`row_hashes` of the stripped program and its allowed tasks); the oldest entry goes first.
+
+  The fingerprint run is deterministic, so an entry equals what a new run would give. Entries lie
+  in a ring of `capacity` slots, found through the first halves of their keys (sorted) and
+  checked against the second halves. A key whose first half is already held is not added.
+  """
+
+  def __init__(self, capacity: int, num_tasks: int):
+    if capacity < 1:
+      raise ValueError(f"capacity must be >= 1, got {capacity}")
+    self.capacity = capacity
+    self._index = np.zeros(0, np.uint64)  # first halves of the keys held, sorted
+    self._index_slots = np.zeros(0, np.int64)  # ... and the slot holding each
+    self._program_keys = np.zeros((capacity, 2), np.uint64)  # per slot
+    self._keys = np.zeros((capacity, num_tasks), np.uint64)
+    self._steps = np.zeros((capacity, num_tasks), np.int64)
+    self._added = 0  # entries ever added; the next goes to slot _added % capacity
+
+  def __len__(self) -> int:
+    return self._index.size
+
+  def find(self, program_keys: np.ndarray) -> np.ndarray:
+    """The slot of each key [n, 2] held, or -1."""
+    if not len(self):
+      return np.full(len(program_keys), -1, np.int64)
+    position = np.minimum(np.searchsorted(self._index, program_keys[:, 0]), len(self) - 1)
+    slots = self._index_slots[position]
+    held = (self._index[position] == program_keys[:, 0]) & (
+        self._program_keys[slots, 1] == program_keys[:, 1])
+    return np.where(held, slots, -1)
+
+  def values(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fingerprint keys and train steps [m, T] at `slots`."""
+    return self._keys[slots], self._steps[slots]
+
+  def add(self, program_keys: np.ndarray, keys: np.ndarray, steps: np.ndarray) -> None:
+    """Adds entries in order (keys not held), evicting the oldest beyond `capacity`."""
+    first = program_keys[:, 0]
+    _, rows = np.unique(first, return_index=True)  # the first row of each first half
+    held = np.isin(first[rows], self._index)
+    rows = np.sort(rows[~held])[-self.capacity:]
+    slots = (self._added + np.arange(rows.size)) % self.capacity
+    overwritten = slots[slots < min(self._added, self.capacity)]
+    # Each held first half has one index entry: those of the overwritten slots go.
+    gone = np.searchsorted(self._index, self._program_keys[overwritten, 0])
+    self._added += rows.size
+    self._program_keys[slots], self._keys[slots] = program_keys[rows], keys[rows]
+    self._steps[slots] = steps[rows]
+    order = np.argsort(first[rows])
+    source = merge_order(self._index, gone, first[rows][order])
+    self._index = np.concatenate([self._index, first[rows][order]]).take(source)
+    self._index_slots = np.concatenate([self._index_slots, slots[order]]).take(source)
