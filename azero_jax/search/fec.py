@@ -415,7 +415,8 @@ class FingerprintMemo:
     """Adds entries in order (keys not held), evicting the oldest beyond `capacity`."""
     first = program_keys[:, 0]
     _, rows = np.unique(first, return_index=True)  # the first row of each first half
-    held = np.isin(first[rows], self._index)
+    position = np.minimum(np.searchsorted(self._index, first[rows]), max(len(self) - 1, 0))
+    held = self._index[position] == first[rows] if len(self) else np.zeros(rows.size, bool)
     rows = np.sort(rows[~held])[-self.capacity:]
     slots = (self._added + np.arange(rows.size)) % self.capacity
     overwritten = slots[slots < min(self._added, self.capacity)]
