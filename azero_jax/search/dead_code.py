@@ -44,7 +44,7 @@ class _Registers:
 
   def __init__(self, packed: PackedPopulation):
     addresses = [c.table[..., 1:4] for c in packed if c.table.size]
-    self.span = int(max((a.max() for a in addresses), default=0)) + 1
+    self.span = max(int(max((a.max() for a in addresses), default=0)) + 1, 2)  # s1 is used
     self.dtype = np.uint64 if 3 * self.span <= 64 else object
     self.zero = self.dtype(0) if self.dtype is np.uint64 else 0
     # The bit of (kind, address) at [kind, address]; the last row (kind -1: none) is empty.
