@@ -21,9 +21,12 @@ DEFAULT_FORGET_EVERY = 100
 
 def _mix(values: np.ndarray) -> np.ndarray:
   """SplitMix64's finaliser: a well-mixed 64-bit function of 64 bits (uint64 arrays wrap)."""
-  values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-  values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-  return values ^ (values >> np.uint64(31))
+  values = values ^ (values >> np.uint64(30))
+  values *= np.uint64(0xBF58476D1CE4E5B9)
+  values ^= values >> np.uint64(27)
+  values *= np.uint64(0x94D049BB133111EB)
+  values ^= values >> np.uint64(31)
+  return values
 
 
 def _words(column: np.ndarray) -> np.ndarray:
