@@ -1,10 +1,13 @@
 """Search throughput on the demo by number of islands K (or batch size B), in the same run.
 
   python benchmarks/search_throughput.py [--islands=1,4,16,64] [--batch_sizes=250]
-      [--individuals=100000] [--fec_scope=shared]
+      [--individuals=100000] [--fec_scope=shared] [--steps=halves,one_batch]
 
 Runs the demo's regularized evolution (REFERENCE.md §11.1: P = 1000, T = 10, FEC, 10 linear tasks
-of 100 + 100 examples, random initial programs) on fixed T_search tasks, K islands in lock-step.
+of 100 + 100 examples, random initial programs) on fixed T_search tasks, K islands in lock-step,
+with the driver's step (`--steps=halves`: `driver.step`, with K >= 2 two halves whose host and
+device work overlap, as a run does) or without overlap (`one_batch`: all islands' children asked,
+evaluated and told as one batch).
 Each row first fills the populations and evolves one more sweep (warm-up: compilation, FEC cache
 filling), then times at least `--individuals` children (all islands together). Columns:
 individuals/s and the ratio against the first row (measured in the same run); children per
@@ -34,6 +37,10 @@ flags.DEFINE_list("batch_sizes", ["250"], "Batch sizes B (children per island pe
 flags.DEFINE_integer("individuals", 100000, "Children timed per row (after the warm-up).")
 flags.DEFINE_enum("fec_scope", "shared", ["shared", "island"], "FEC cache scope.")
 flags.DEFINE_integer("seed", 1, "Random seed of the search and its tasks.")
+flags.DEFINE_list("steps", ["halves"], "How a step runs: halves (the driver's, overlapped) "
+                  "and/or one_batch (no overlap).")
+flags.register_validator("steps", lambda steps: set(steps) <= {"halves", "one_batch"},
+                         "--steps takes halves and/or one_batch")
 FLAGS = flags.FLAGS
 DEMO_FLAGS = "experiments/configs/demo.flags"
 
@@ -61,8 +68,18 @@ class CallCounter:
     return self._run_packed(config, packed, *args, **kwargs)
 
 
+def one_batch_step(strategy, fitness, state, rngs, islands):
+  """A step without overlap: all islands' children asked, evaluated and told as one batch."""
+  children = strategy.ask(state, rngs)
+  evaluation = fitness.evaluate(children, np.repeat(islands, len(children) // len(islands)))
+  return strategy.tell(state, children, evaluation.fitness), None
+
+
+STEPS = {"halves": driver.step, "one_batch": one_batch_step}
+
+
 @relaxed_gc()
-def measure(config: driver.SearchConfig, individuals: int) -> dict:
+def measure(config: driver.SearchConfig, individuals: int, step=driver.step) -> dict:
   """Throughput, programs per call, host time and CPU use over `individuals` after a warm-up."""
   seeds = driver.island_seeds(config.random_seed, config.num_islands)
   rngs = [np.random.default_rng(seed) for seed in seeds]
@@ -78,9 +95,7 @@ def measure(config: driver.SearchConfig, individuals: int) -> dict:
     total = lambda: int(state.num_individuals.sum())
     target = total() + count
     while total() < target:
-      children = strategy.ask(state, rngs)
-      evaluation = fitness.evaluate(children, np.repeat(islands, len(children) // len(islands)))
-      state = strategy.tell(state, children, evaluation.fitness)
+      state, _ = step(strategy, fitness, state, rngs, islands)
     return total()
 
   advance(2 * config.population_size * config.num_islands)
@@ -107,15 +122,17 @@ def main(argv):
   for batch_size in (int(b) for b in FLAGS.batch_sizes):
     for num_islands in (int(k) for k in FLAGS.islands):
       config = demo_config(num_islands, batch_size, FLAGS.seed, FLAGS.fec_scope)
-      rows.append((num_islands, batch_size, measure(config, FLAGS.individuals)))
-  base = rows[0][2]["rate"]
-  print(f"| K | B | individuals/s | vs K = {rows[0][0]}, B = {rows[0][1]} | children per call | "
+      for steps in FLAGS.steps:
+        rows.append((num_islands, batch_size, steps,
+                     measure(config, FLAGS.individuals, STEPS[steps])))
+  base = rows[0][3]["rate"]
+  print("| K | B | step | individuals/s | vs the first row | children per call | "
         "host ms per 1,000 children | CPU use (user+sys / wall) | FEC hit rate |")
-  print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-  for num_islands, batch_size, row in rows:
-    print(f"| {num_islands} | {batch_size} | {row['rate']:,.0f} | {row['rate'] / base:.2f}x | "
-          f"{row['per_call']:,.0f} | {row['host_ms']:.1f} | {row['cpu']:.2f} | "
-          f"{row['hit_rate']:.2f} |")
+  print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+  for num_islands, batch_size, steps, row in rows:
+    print(f"| {num_islands} | {batch_size} | {steps} | {row['rate']:,.0f} | "
+          f"{row['rate'] / base:.2f}x | {row['per_call']:,.0f} | {row['host_ms']:.1f} | "
+          f"{row['cpu']:.2f} | {row['hit_rate']:.2f} |")
 
 
 if __name__ == "__main__":
