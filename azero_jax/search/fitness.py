@@ -156,9 +156,13 @@ class SearchEvaluator:
     self._fec_key = evaluator.replicated(jax.random.key(FEC_SEED))
     self._calls = np.zeros(self.num_islands, np.int64)  # full-run calls per island
     op_sets = tuple(evaluator.normalize_op_set(ops_) for ops_ in op_lists)
-    config = lambda eval_type, ragged, record: evaluator.Config(
-        memory.num_scalars, memory.num_vectors, memory.num_matrices, op_sets, eval_type, dtype,
-        float(max_abs_error), record, ragged)
+
+    def config(eval_type: str, tasks: TaskBatch, record: bool) -> evaluator.Config:
+      """The group's evaluator config, its execution chosen once (not on every call)."""
+      made = evaluator.Config(memory.num_scalars, memory.num_vectors, memory.num_matrices,
+                              op_sets, eval_type, dtype, float(max_abs_error), record,
+                              tasks.ragged)
+      return made._replace(execution=evaluator.choose_execution(made, tasks.x_train.shape[-1]))
 
     def task_groups(positions, fingerprints: bool) -> list[_Group]:
       groups: dict[tuple, list[int]] = {}
@@ -171,9 +175,9 @@ class SearchEvaluator:
         if fingerprints:
           short = stack_tasks([fingerprint_task(self.tasks[i], fec.num_train_examples,
                                                 fec.num_valid_examples) for i in indices])
-          short_config = config(eval_type, short.ragged, True)
+          short_config = config(eval_type, short, True)
           short = evaluator.place_tasks(short, dtype)
-        made.append(_Group(np.array(indices), config(eval_type, full.ragged, False),
+        made.append(_Group(np.array(indices), config(eval_type, full, False),
                            evaluator.place_tasks(full, dtype), short_config, short))
       return made
 
