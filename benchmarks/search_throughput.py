@@ -8,8 +8,9 @@ of 100 + 100 examples, random initial programs) on fixed T_search tasks, K islan
 with the driver's step (`--steps=halves`: `driver.step`, with K >= 2 two halves whose host and
 device work overlap, as a run does) or without overlap (`one_batch`: all islands' children asked,
 evaluated and told as one batch).
-Each row first fills the populations and evolves one more sweep (warm-up: compilation, FEC cache
-filling), then times at least `--individuals` children (all islands together). Columns:
+Each row first fills the populations and evolves `--warmup_sweeps` - 1 more sweeps (warm-up:
+compilation of the batch shapes that occur, FEC cache filling), then times at least
+`--individuals` children (all islands together). Columns:
 individuals/s and the ratio against the first row (measured in the same run); children per
 compiled evaluator call (fingerprint and full runs); host milliseconds per 1,000 children (CPU
 time of the Python thread that runs the search: selection, mutation, dead code, FEC, packing, call
@@ -37,6 +38,8 @@ flags.DEFINE_list("batch_sizes", ["250"], "Batch sizes B (children per island pe
 flags.DEFINE_integer("individuals", 100000, "Children timed per row (after the warm-up).")
 flags.DEFINE_enum("fec_scope", "shared", ["shared", "island"], "FEC cache scope.")
 flags.DEFINE_integer("seed", 1, "Random seed of the search and its tasks.")
+flags.DEFINE_integer("warmup_sweeps", 4, "Sweeps (P children per island) before timing.",
+                     lower_bound=1)
 flags.DEFINE_list("steps", ["halves"], "How a step runs: halves (the driver's, overlapped) "
                   "and/or one_batch (no overlap).")
 flags.register_validator("steps", lambda steps: set(steps) <= {"halves", "one_batch"},
@@ -79,7 +82,8 @@ STEPS = {"halves": driver.step, "one_batch": one_batch_step}
 
 
 @relaxed_gc()
-def measure(config: driver.SearchConfig, individuals: int, step=driver.step) -> dict:
+def measure(config: driver.SearchConfig, individuals: int, step=driver.step,
+            warmup_sweeps: int = 4) -> dict:
   """Throughput, programs per call, host time and CPU use over `individuals` after a warm-up."""
   seeds = driver.island_seeds(config.random_seed, config.num_islands)
   rngs = [np.random.default_rng(seed) for seed in seeds]
@@ -98,7 +102,7 @@ def measure(config: driver.SearchConfig, individuals: int, step=driver.step) -> 
       state, _ = step(strategy, fitness, state, rngs, islands)
     return total()
 
-  advance(2 * config.population_size * config.num_islands)
+  advance(warmup_sweeps * config.population_size * config.num_islands)
   counter = CallCounter()
   evaluator.run_packed = counter
   try:
@@ -124,7 +128,7 @@ def main(argv):
       config = demo_config(num_islands, batch_size, FLAGS.seed, FLAGS.fec_scope)
       for steps in FLAGS.steps:
         rows.append((num_islands, batch_size, steps,
-                     measure(config, FLAGS.individuals, STEPS[steps])))
+                     measure(config, FLAGS.individuals, STEPS[steps], FLAGS.warmup_sweeps)))
   base = rows[0][3]["rate"]
   print("| K | B | step | individuals/s | vs the first row | children per call | "
         "host ms per 1,000 children | CPU use (user+sys / wall) | FEC hit rate |")
