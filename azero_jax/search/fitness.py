@@ -292,7 +292,10 @@ class SearchEvaluator:
     program_keys = row_hashes(*(c.table.reshape(stripped.size, -1) for c in stripped),
                               *(c.length[:, None] for c in stripped), allowed)
     slots = self._memo.find(program_keys)
-    missing = np.flatnonzero(slots < 0)
+    found = slots >= 0
+    # Read now: another batch's fingerprints may evict these entries before this batch's.
+    memoised = self._memo.values(slots[found])
+    missing = np.flatnonzero(~found)
     _, first, group = np.unique(program_keys[missing], axis=0, return_index=True,
                                 return_inverse=True)
     order = np.argsort(first)
@@ -300,15 +303,14 @@ class SearchEvaluator:
     rank[order] = np.arange(order.size)
     todo = missing[first[order]]  # the rows to fingerprint
     results = self._dispatch_fingerprints(stripped.take(todo)) if todo.size else None
-    return program_keys, slots, todo, rank[group.ravel()], results
+    return program_keys, found, memoised, todo, rank[group.ravel()], results
 
   def _fingerprints(self, memo, allowed: np.ndarray):
     """Cache keys [n, T] and fingerprint steps [n, T], from the memo and the dispatched run."""
-    program_keys, slots, todo, source, results = memo
-    found = slots >= 0
+    program_keys, found, memoised, todo, source, results = memo
     keys = np.empty(allowed.shape, np.uint64)
     steps = np.empty(allowed.shape, np.int64)
-    keys[found], steps[found] = self._memo.values(slots[found])
+    keys[found], steps[found] = memoised
     if todo.size:
       errors_train, errors_valid, fresh_steps = self._collect_fingerprints(results, todo.size)
       num_tasks = len(self.tasks)
