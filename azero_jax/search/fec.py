@@ -354,7 +354,9 @@ class FecCache:
       if evictions > len(self) - touched.size:
         return None
       victims = self._victims(evictions)
-      if np.isin(victims, touched).any():
+      used = np.zeros(self._stamps.size, bool)
+      used[touched] = True
+      if used[victims].any():
         return None
     else:
       victims = np.zeros(0, np.int64)
