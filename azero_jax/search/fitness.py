@@ -303,7 +303,8 @@ class SearchEvaluator:
     rank[order] = np.arange(order.size)
     todo = missing[first[order]]  # the rows to fingerprint
     results = self._dispatch_fingerprints(stripped.take(todo)) if todo.size else None
-    return program_keys, found, memoised, todo, rank[group.ravel()], results
+    source = rank[group.ravel()]  # the todo position of each missing row's program
+    return program_keys, found, memoised, todo, source, results
 
   def _fingerprints(self, memo, allowed: np.ndarray):
     """Cache keys [n, T] and fingerprint steps [n, T], from the memo and the dispatched run."""
