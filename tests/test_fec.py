@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from azero_jax.search.fec import FecCache, fingerprint_keys
+from azero_jax.search.fec import FecCache, FingerprintMemo, fingerprint_keys, row_hashes
 
 TRAIN = [0.5, 0.25, 1.0 / 3.0]
 VALID = [0.125, 2.0]
@@ -219,3 +219,57 @@ def test_lookup_batch_equals_looking_the_keys_up_one_at_a_time(cache_size, forge
   # key of the batch (only with fewer slots than keys), the array path the others.
   assert cache.sequential_batches < num_batches
   assert (cache.sequential_batches > 0) == (cache_size < 12)
+
+
+def test_row_hashes_are_equal_for_equal_rows_and_differ_in_both_halves_for_any_change():
+  rng = np.random.default_rng(0)
+  table = rng.normal(size=(6, 40))
+  lengths = rng.integers(0, 9, (6, 3)).astype(np.int32)
+  allowed = np.ones((6, 4), bool)
+  base = row_hashes(table, lengths, allowed)
+  assert base.shape == (6, 2) and base.dtype == np.uint64
+  np.testing.assert_array_equal(row_hashes(table.copy(), lengths, allowed), base)
+  assert len({tuple(h) for h in base.tolist()}) == 6
+  changed = [(table.copy(), lengths, allowed) for _ in range(3)]
+  changed[0][0][2, 17] = np.nextafter(table[2, 17], np.inf)  # one bit of one float
+  changed[1] = (table, lengths.copy(), allowed)
+  changed[1][1][2, 1] += 1
+  changed[2] = (table, lengths, allowed.copy())
+  changed[2][2][2, 3] = False
+  for columns in changed:
+    hashes = row_hashes(*columns)
+    assert (hashes[2] != base[2]).all()
+    np.testing.assert_array_equal(np.delete(hashes, 2, axis=0), np.delete(base, 2, axis=0))
+  # A word's place counts: the same values in another order hash differently.
+  assert (row_hashes(table[:, ::-1], lengths, allowed) != base).all()
+
+
+def test_memo_finds_what_it_holds_and_forgets_the_oldest_first():
+  """Random adds and lookups against an insertion-ordered dict of the same capacity."""
+  rng = np.random.default_rng(1)
+  memo, reference = FingerprintMemo(7, 2), collections.OrderedDict()
+  for _ in range(60):
+    program_keys = rng.integers(0, 12, (rng.integers(1, 6), 1)).astype(np.uint64) * [1, 3]
+    slots = memo.find(program_keys)
+    assert (slots >= 0).tolist() == [int(k) in reference for k in program_keys[:, 0]]
+    keys, steps = memo.values(slots[slots >= 0])
+    expected = [reference[int(k)] for k in program_keys[slots >= 0, 0]]
+    assert [(a.tolist(), b.tolist()) for a, b in zip(keys, steps)] == expected
+    new = program_keys[slots < 0]
+    values = rng.integers(0, 2**20, (len(new), 2))
+    memo.add(new, values.astype(np.uint64), values)
+    for key, value in zip(new[:, 0].tolist(), values.tolist()):
+      if key not in reference:
+        reference[key] = (value, value)
+        if len(reference) > 7:
+          reference.popitem(last=False)
+    assert len(memo) == len(reference)
+
+
+def test_memo_checks_the_second_half_of_a_key():
+  memo = FingerprintMemo(4, 1)
+  memo.add(np.array([[5, 1]], np.uint64), np.array([[9]], np.uint64), np.array([[3]]))
+  assert memo.find(np.array([[5, 1], [5, 2], [6, 1]], np.uint64)).tolist() == [0, -1, -1]
+  # A key sharing a held first half is not added (the memo only spares recomputation).
+  memo.add(np.array([[5, 2]], np.uint64), np.array([[8]], np.uint64), np.array([[4]]))
+  assert len(memo) == 1 and memo.values(np.array([0]))[0].tolist() == [[9]]

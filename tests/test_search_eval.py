@@ -13,6 +13,7 @@ from azero_jax.search.fitness import (
   combine,
   compact_bucket,
   fingerprint_task,
+  finish,
   search_widths,
 )
 from azero_jax.search.generator import LINEAR, InitModel, initial_program
@@ -204,3 +205,18 @@ def test_a_fingerprint_does_not_depend_on_the_batch_that_computes_it():
     for whole, single in zip(together, errors):
       np.testing.assert_array_equal(whole[row], single[0])
   assert np.isfinite(together[0]).mean() > 0.5  # mostly real errors, not aborted runs
+
+
+def test_interleaved_batches_keep_the_fingerprints_they_found_in_the_memo():
+  """Stages of two batches interleave as the driver's halves do: the second batch's memo hits
+  stand although the first batch's new fingerprints then take their places (a memo of 2)."""
+  diverging = program(setup="s1 = 1000")  # its fingerprint runs stop at the first step
+  search = make(fec=FecSpec(cache_size=2))
+  search.evaluate([LINEAR])
+  first = search.stages([diverging, program(setup="s1 = 999")])
+  second = search.stages([LINEAR])
+  next(first)
+  next(second)  # LINEAR found in the memo
+  assert finish(first).train_steps.tolist() == [NUM_TASKS * 2] * 2
+  assert search.fingerprint_runs == 3  # LINEAR, then the two others; LINEAR's entry is gone
+  assert finish(second).train_steps.tolist() == [NUM_TASKS * (10 + NUM_TRAIN)]

@@ -29,7 +29,6 @@ from azero_jax.program import (
   Program,
   ProgramBatch,
   pack,
-  with_slots,
 )
 
 _KINDS = {kind: index for index, kind in enumerate(ops.KINDS)}
@@ -45,42 +44,37 @@ class _Registers:
 
   def __init__(self, packed: PackedPopulation):
     addresses = [c.table[..., 1:4] for c in packed if c.table.size]
-    self.span = int(max((a.max() for a in addresses), default=0)) + 1
+    self.span = max(int(max((a.max() for a in addresses), default=0)) + 1, 2)  # s1 is used
     self.dtype = np.uint64 if 3 * self.span <= 64 else object
     self.zero = self.dtype(0) if self.dtype is np.uint64 else 0
-
-  def bits(self, kind: np.ndarray, address: np.ndarray) -> np.ndarray:
-    """The bit of each (kind, address), 0 where kind < 0."""
-    shift = np.where(kind >= 0, kind * self.span + address, 0).astype(np.int64)
-    if self.dtype is np.uint64:
-      bits = np.left_shift(np.uint64(1), shift.astype(np.uint64))
-    else:
-      bits = np.frompyfunc(lambda s: 1 << int(s), 1, 1)(shift)
-    return np.where(kind >= 0, bits, self.zero)
+    # The bit of (kind, address) at [kind, address]; the last row (kind -1: none) is empty.
+    shifts = np.arange(3 * self.span).reshape(3, self.span)
+    bits = (np.left_shift(np.uint64(1), shifts.astype(np.uint64)) if self.dtype is np.uint64
+            else np.frompyfunc(lambda s: 1 << int(s), 1, 1)(shifts))
+    self._bits = np.concatenate([bits, np.full((1, self.span), self.zero, self.dtype)])
 
   def constant(self, kind: str, address: int, count: int) -> np.ndarray:
-    return np.full(count, self.bits(np.array(_KINDS[kind]), np.array(address)), self.dtype)
+    return np.full(count, self._bits[_KINDS[kind], address], self.dtype)
 
   def slots(self, component: PackedComponent) -> tuple[np.ndarray, np.ndarray]:
-    """(bit written, bits read) of every slot [n, W]; padding (NO_OP) writes and reads nothing.
-    A vector or matrix const-set writes one element and keeps the rest, so it reads its output."""
-    table = component.table
-    op = table[..., 0].astype(np.int64)
-    address = table[..., 1:4].astype(np.int64)
-    written = self.bits(_OUT_KIND[op], address[..., 2])
-    read = self.bits(_IN_KINDS[op, 0], address[..., 0]) | self.bits(_IN_KINDS[op, 1],
-                                                                  address[..., 1])
+    """(bit written, bits read) of every slot, [W, n] (slot-major); padding (NO_OP) writes and
+    reads nothing. A vector or matrix const-set writes one element and keeps the rest, so it
+    reads its output."""
+    fields = component.table[..., :4].astype(np.intp).transpose(2, 1, 0)
+    op, in1, in2, out = fields
+    written = self._bits[_OUT_KIND[op], out]
+    read = self._bits[_IN_KINDS[op, 0], in1] | self._bits[_IN_KINDS[op, 1], in2]
     return written, read | np.where(_PARTIAL[op], written, self.zero)
 
 
 def _backward(written: np.ndarray, read: np.ndarray, live: np.ndarray):
   """Registers live at the start of a function given those live at its end, and which slots
-  [n, W] write a live register."""
+  [W, n] write a live register."""
   kept = np.zeros(written.shape, dtype=bool)
-  for slot in range(written.shape[1] - 1, -1, -1):
-    hit = (written[:, slot] & live) != 0
-    kept[:, slot] = hit
-    live = np.where(hit, (live & ~written[:, slot]) | read[:, slot], live)
+  for slot in range(written.shape[0] - 1, -1, -1):
+    hit = (written[slot] & live) != 0
+    kept[slot] = hit
+    live = np.where(hit, (live & ~written[slot]) | read[slot], live)
   return live, kept
 
 
@@ -92,18 +86,20 @@ def live_slots(packed: PackedPopulation) -> tuple[np.ndarray, np.ndarray, np.nda
   count = packed.size
   harness = registers.constant(ops.SCALAR, 0, count) | registers.constant(ops.VECTOR, 0, count)
   prediction = registers.constant(ops.SCALAR, 1, count)
-  # Registers live at the start of Predict / Learn, iterated to the fixed point (the slots of the
-  # last pass are then those of the fixed point). The harness writes v0 and s0 before each, so
-  # those never carry over.
+  # Registers live at the start of Predict / Learn, iterated to the fixed point: Learn's pass
+  # uses Predict's result of the same pass. At the fixed point both passes saw their final
+  # inputs, so their slots are those of the fixed point. The harness writes v0 and s0 before
+  # each function, so those never carry over.
   predict_in = learn_in = np.full(count, registers.zero, registers.dtype)
   while True:
-    (new_predict_in, predict_live), (new_learn_in, learn_live) = (
-        _backward(*predict, ((predict_in | learn_in) & ~harness) | prediction),
-        _backward(*learn, predict_in & ~harness))
+    new_predict_in, predict_live = _backward(*predict,
+                                             ((predict_in | learn_in) & ~harness) | prediction)
+    new_learn_in, learn_live = _backward(*learn, new_predict_in & ~harness)
     if np.array_equal(new_predict_in, predict_in) and np.array_equal(new_learn_in, learn_in):
       break
     predict_in, learn_in = new_predict_in, new_learn_in
-  return _backward(*setup, predict_in & ~harness)[1], predict_live, learn_live
+  setup_live = _backward(*setup, predict_in & ~harness)[1]
+  return setup_live.T, predict_live.T, learn_live.T
 
 
 def _compact(component: PackedComponent, kept: np.ndarray, width: int) -> PackedComponent:
@@ -111,11 +107,10 @@ def _compact(component: PackedComponent, kept: np.ndarray, width: int) -> Packed
   length = kept.sum(axis=1).astype(np.int32)
   if length.size and length.max() > width:
     raise ValueError(f"{length.max()} live instructions do not fit the packed width {width}")
-  order = np.argsort(~kept, axis=1, kind="stable")[:, :width]
-  table = np.take_along_axis(component.table, order[..., None], axis=1)
-  if table.shape[1] < width:
-    table = with_slots(table, width)
-  table[np.arange(width)[None] >= length[:, None]] = 0.0  # NO_OP padding
+  rows, slots = np.nonzero(kept)  # row-major: each row's kept slots in order
+  places = np.arange(rows.size) - np.repeat(np.cumsum(length) - length, length)
+  table = np.zeros((kept.shape[0], width, component.table.shape[2]), component.table.dtype)
+  table[rows, places] = component.table[rows, slots]
   return PackedComponent(table, length)
 
 

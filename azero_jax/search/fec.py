@@ -17,19 +17,66 @@ import numpy as np
 
 DEFAULT_CACHE_SIZE = 100_000
 DEFAULT_FORGET_EVERY = 100
-
-
-def row_keys(*columns) -> list[bytes]:
-  """One hashable key per row: the bytes of its values in `columns` ([n, k] arrays), as float64."""
-  rows = np.ascontiguousarray(np.concatenate([np.asarray(c, np.float64) for c in columns], axis=1))
-  return rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel().tolist()
+_FREE = np.iinfo(np.int64).max  # the stamp of a free cache slot
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
   """SplitMix64's finaliser: a well-mixed 64-bit function of 64 bits (uint64 arrays wrap)."""
-  values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-  values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-  return values ^ (values >> np.uint64(31))
+  values = values ^ (values >> np.uint64(30))
+  values *= np.uint64(0xBF58476D1CE4E5B9)
+  values ^= values >> np.uint64(27)
+  values *= np.uint64(0x94D049BB133111EB)
+  values ^= values >> np.uint64(31)
+  return values
+
+
+def _words(column: np.ndarray) -> np.ndarray:
+  """The values of an [n, k] array as uint64 words: the bits of float64, the value of integers."""
+  column = np.asarray(column)
+  if column.dtype == np.float64:
+    return np.ascontiguousarray(column).view(np.uint64)
+  return column.astype(np.uint64)
+
+
+def row_hashes(*columns) -> np.ndarray:
+  """[n, 2] uint64: two 64-bit hashes of each row's exact values in `columns` ([n, k] arrays).
+
+  Every word (with its place in the row) is mixed to 64 bits; the row's hashes are the sum and
+  the XOR of its mixed words. Rows that differ in one word differ in both; otherwise a pair of
+  rows shares both with probability ~2^-96 (the mixed words behave as random).
+  """
+  count = len(columns[0])
+  sums, xors = np.zeros(count, np.uint64), np.zeros(count, np.uint64)
+  place = 0
+  with np.errstate(over="ignore"):
+    for column in columns:
+      words = _words(column)
+      salts = _mix(np.arange(place, place + words.shape[1], dtype=np.uint64)
+                   + np.uint64(0x9E3779B97F4A7C15))
+      mixed = _mix(words + salts)
+      sums += mixed.sum(axis=1, dtype=np.uint64)
+      xors ^= np.bitwise_xor.reduce(mixed, axis=1)
+      place += words.shape[1]
+  return np.stack([sums, xors], axis=1)
+
+
+def merge_order(keys: np.ndarray, removed: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
+  """Where the merge of sorted `keys` less the entries at `removed` (distinct indices) and the
+  sorted `new_keys` (absent from `keys`) takes each element from: indices into
+  concatenate([keys, new_keys]). Each new key goes where `searchsorted` puts it, less the
+  removed entries before it."""
+  removed = np.sort(removed)
+  position = np.searchsorted(keys, new_keys)
+  destination = position - np.searchsorted(removed, position) + np.arange(new_keys.size)
+  size = keys.size - removed.size + new_keys.size
+  is_new = np.zeros(size, bool)
+  is_new[destination] = True
+  source = np.empty(size, np.int64)
+  source[destination] = keys.size + np.arange(new_keys.size)
+  kept = np.ones(keys.size, bool)
+  kept[removed] = False
+  source[~is_new] = np.flatnonzero(kept)
+  return source
 
 
 def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) -> np.ndarray:
@@ -78,12 +125,17 @@ class FecCache:
   (0 = never) the entry is erased right after that hit. So an entry serves at most
   forget_every - 1 hits before the program is evaluated again.
 
-  The entries are arrays sorted by key (keys, fitness, counts, last-use stamps), and a batch of
-  lookups is array work: each key's hits, misses and forgetting within the batch follow from its
-  count and its occurrences (a cycle of one miss and up to forget_every - 1 hits), the evictions
-  from the running size. The result is that of looking the keys up one after another, as the
-  original does; where it could differ (an entry about to be evicted is used in the same batch),
-  the batch is looked up one key at a time instead.
+  Entries live in slots (key, fitness, count, last-use stamp; a free slot's stamp is _FREE) that
+  never move, so erasing one or filling a placeholder is a write to its slot. Keys are found
+  through a sorted index and a small sorted index of recent keys, merged into it now and then;
+  an index entry whose slot was freed or reused is stale and found as absent (a key has at most
+  one index entry: inserting it again points its stale entry at the new slot).
+
+  A batch of lookups is array work: each key's hits, misses and forgetting within the batch
+  follow from its count and its occurrences (a cycle of one miss and up to forget_every - 1
+  hits), the evictions from the running size. The result is that of looking the keys up one
+  after another, as the original does; where it could differ (an entry about to be evicted is
+  used in the same batch), the batch is looked up one key at a time instead.
   """
 
   def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE,
@@ -97,16 +149,10 @@ class FecCache:
     self.hits = 0
     self.misses = 0
     self.sequential_batches = 0  # batches that needed the one-key-at-a-time path
-    self._keys = np.zeros(0, np.uint64)  # sorted
-    self._fitness = np.zeros(0)
-    self._counts = np.zeros(0, np.int64)
-    self._stamps = np.zeros(0, np.int64)  # last use; larger is more recent
-    self._clock = 0
-    self._unfilled = np.zeros(0, np.int64)  # entries whose fitness the last misses will fill
-    self._unfilled_misses = np.zeros(0, np.int64)  # ... and which miss (index into `missed`)
+    self.restore(FecState(np.zeros(0, np.uint64), np.zeros(0), np.zeros(0, np.int64), 0, 0))
 
   def __len__(self) -> int:
-    return self._keys.size
+    return self._size
 
   def __contains__(self, key) -> bool:
     return self._find(np.array([key], np.uint64))[0] >= 0
@@ -114,24 +160,23 @@ class FecCache:
   def lookup(self, key):
     """The cached fitness (a hit: counted, moved to the front, maybe forgotten) or None (a miss;
     nothing is inserted)."""
-    index = self._find(np.array([key], np.uint64))[0]
-    if index < 0:
+    slot = self._find(np.array([key], np.uint64))
+    if slot[0] < 0:
       self.misses += 1
       return None
-    value = float(self._fitness[index])
+    value = float(self._fitness[slot[0]])
     self.hits += 1
-    self._counts[index] += 1
-    if self.forget_every and self._counts[index] >= self.forget_every:
-      self._remove(np.array([index]))
+    self._counts[slot] += 1
+    if self.forget_every and self._counts[slot[0]] >= self.forget_every:
+      self._free(slot)
     else:
-      self._stamps[index] = self._tick(1)[0]
+      self._stamps[slot] = self._tick(1)
     return value
 
   def insert(self, key, fitness) -> None:
     """Stores a fitness at the front with count 1 (replacing any entry), evicting the LRU ones."""
-    index = self._find(np.array([key], np.uint64))
-    if index[0] >= 0:
-      self._remove(index)
+    slot = self._find(np.array([key], np.uint64))
+    self._free(slot[slot >= 0])
     self._add(np.array([key], np.uint64), np.array([fitness], np.float64),
               np.ones(1, np.int64), self._tick(1))
     self._evict(len(self) - self.cache_size)
@@ -155,9 +200,10 @@ class FecCache:
     """Sets the fitness of the placeholders the last `lookup_batch` inserted, one value per miss
     in position order. Placeholders evicted or forgotten meanwhile are gone; theirs is dropped."""
     fitness = np.asarray(fitness, np.float64)
-    alive = self._unfilled < len(self)
-    self._fitness[self._unfilled[alive]] = fitness[self._unfilled_misses[alive]]
-    self._unfilled = self._unfilled_misses = np.zeros(0, np.int64)
+    slots = self._unfilled
+    alive = (self._stamps[slots] != _FREE) & (self._slot_keys[slots] == self._unfilled_keys)
+    self._fitness[slots[alive]] = fitness[self._unfilled_misses[alive]]
+    self._set_unfilled(np.zeros(0, np.int64), np.zeros(0, np.int64))
 
   @property
   def hit_rate(self) -> float:
@@ -168,62 +214,121 @@ class FecCache:
   def state(self) -> FecState:
     """The entries in LRU order and the hit counters (called between batches, when every entry
     holds a fitness)."""
-    order = np.argsort(self._stamps, kind="stable")
-    return FecState(self._keys[order], self._fitness[order], self._counts[order], self.hits,
+    slots = np.flatnonzero(self._stamps != _FREE)
+    slots = slots[np.argsort(self._stamps[slots], kind="stable")]
+    return FecState(self._slot_keys[slots], self._fitness[slots], self._counts[slots], self.hits,
                     self.misses)
 
   def restore(self, state: FecState) -> None:
     """Replaces the contents with a saved state."""
     keys = np.asarray(state.keys, np.uint64)
-    order = np.argsort(keys, kind="stable")
-    self._keys, self._fitness = keys[order], np.asarray(state.fitness, np.float64)[order]
-    self._counts = np.asarray(state.counts, np.int64)[order]
-    self._stamps = order.astype(np.int64)  # LRU rank (the state lists least recent first)
+    self._slot_keys = keys.copy()
+    self._fitness = np.asarray(state.fitness, np.float64).copy()
+    self._counts = np.asarray(state.counts, np.int64).copy()
+    self._stamps = np.arange(keys.size, dtype=np.int64)  # LRU rank: least recent first
+    self._free_slots = np.zeros(0, np.int64)
+    self._size = keys.size
     self._clock = keys.size
+    order = np.argsort(keys, kind="stable")
+    self._index, self._index_slots = keys[order], order
+    self._recent, self._recent_slots = np.zeros(0, np.uint64), np.zeros(0, np.int64)
     self.hits, self.misses = int(state.hits), int(state.misses)
+    self._set_unfilled(np.zeros(0, np.int64), np.zeros(0, np.int64))
 
   # Array plumbing. --------------------------------------------------------------------------
 
+  def _set_unfilled(self, slots: np.ndarray, misses: np.ndarray) -> None:
+    """The placeholders the next `fill` sets: their slots (and keys) and which miss fills each."""
+    self._unfilled, self._unfilled_misses = slots, misses
+    self._unfilled_keys = self._slot_keys[slots]
+
+  def _locate(self, keys: np.ndarray):
+    """For each key, its entry in the index and in the recent index: (position, whether the
+    entry holds the key) per index."""
+    located = []
+    for index in (self._index, self._recent):
+      position = np.minimum(np.searchsorted(index, keys), max(index.size - 1, 0))
+      located.append((position, index[position] == keys if index.size
+                      else np.zeros(keys.size, bool)))
+    return located
+
   def _find(self, keys: np.ndarray) -> np.ndarray:
-    """Index of each key's entry, or -1."""
-    if not len(self):
-      return np.full(keys.size, -1, np.int64)
-    index = np.minimum(np.searchsorted(self._keys, keys), len(self) - 1)
-    return np.where(self._keys[index] == keys, index, -1)
+    """Slot of each key's entry, or -1."""
+    slots = np.full(keys.size, -1, np.int64)
+    for (position, listed), index_slots in zip(self._locate(keys),
+                                               (self._index_slots, self._recent_slots)):
+      slot = index_slots[position[listed]]
+      live = (self._stamps[slot] != _FREE) & (self._slot_keys[slot] == keys[listed])
+      slots[np.flatnonzero(listed)[live]] = slot[live]
+    return slots
 
   def _tick(self, count: int) -> np.ndarray:
     stamps = self._clock + np.arange(count, dtype=np.int64)
     self._clock += count
     return stamps
 
-  def _remove(self, indices: np.ndarray) -> None:
-    keep = np.ones(len(self), bool)
-    keep[indices] = False
-    self._keys, self._fitness = self._keys[keep], self._fitness[keep]
-    self._counts, self._stamps = self._counts[keep], self._stamps[keep]
+  def _free(self, slots: np.ndarray) -> None:
+    """Erases the entries in `slots` (distinct); their index entries become stale."""
+    self._stamps[slots] = _FREE
+    self._free_slots = np.concatenate([self._free_slots, slots])
+    self._size -= slots.size
 
-  def _add(self, keys, fitness, counts, stamps) -> None:
-    """Inserts keys that are absent, keeping the arrays sorted by key."""
-    merged = np.concatenate([self._keys, keys])
-    order = np.argsort(merged, kind="stable")
-    self._keys = merged[order]
-    self._fitness = np.concatenate([self._fitness, fitness])[order]
-    self._counts = np.concatenate([self._counts, counts])[order]
-    self._stamps = np.concatenate([self._stamps, stamps])[order]
+  def _add(self, keys, fitness, counts, stamps) -> np.ndarray:
+    """Inserts absent keys (sorted, distinct) into free slots (grown as needed); their slots."""
+    missing = keys.size - self._free_slots.size
+    if missing > 0:
+      grown = max(missing, self._stamps.size)
+      self._free_slots = np.concatenate([self._free_slots,
+                                         self._stamps.size + np.arange(grown)])
+      self._slot_keys = np.concatenate([self._slot_keys, np.zeros(grown, np.uint64)])
+      self._fitness = np.concatenate([self._fitness, np.zeros(grown)])
+      self._counts = np.concatenate([self._counts, np.zeros(grown, np.int64)])
+      self._stamps = np.concatenate([self._stamps, np.full(grown, _FREE)])
+    slots, self._free_slots = self._free_slots[:keys.size], self._free_slots[keys.size:]
+    self._slot_keys[slots], self._fitness[slots] = keys, fitness
+    self._counts[slots], self._stamps[slots] = counts, stamps
+    self._size += keys.size
+    # Index entries: a stale one of the key points at its new slot; other keys join the recent
+    # index, which joins the index once it holds an eighth as many keys.
+    (index_position, in_index), (recent_position, in_recent) = self._locate(keys)
+    self._index_slots[index_position[in_index]] = slots[in_index]
+    self._recent_slots[recent_position[in_recent]] = slots[in_recent]
+    new = ~in_index & ~in_recent
+    self._recent, self._recent_slots = _merged(self._recent, self._recent_slots, keys[new],
+                                               slots[new])
+    if self._recent.size > max(64, self._index.size // 8):
+      self._index, self._index_slots = _merged(*self._live(self._index, self._index_slots),
+                                               *self._live(self._recent, self._recent_slots))
+      self._recent, self._recent_slots = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    return slots
+
+  def _live(self, index: np.ndarray, slots: np.ndarray):
+    """An index without its stale entries."""
+    live = (self._stamps[slots] != _FREE) & (self._slot_keys[slots] == index)
+    return index[live], slots[live]
+
+  def _victims(self, count: int) -> np.ndarray:
+    """The slots of the `count` least recently used entries."""
+    return np.argpartition(self._stamps, count - 1)[:count]
 
   def _evict(self, count: int) -> None:
     if count > 0:
-      self._remove(np.argpartition(self._stamps, count - 1)[:count])
+      self._free(self._victims(count))
 
   def _plan(self, keys: np.ndarray):
     """The batch's outcome as arrays, or None where the one-at-a-time path is needed."""
     size, forget = keys.size, self.forget_every
-    unique, inverse, occurrences = np.unique(keys, return_inverse=True, return_counts=True)
-    by_key = np.argsort(inverse, kind="stable")  # positions grouped by key, in batch order
-    starts = np.cumsum(occurrences) - occurrences
+    by_key = np.argsort(keys, kind="stable")  # positions grouped by key, in batch order
+    ordered = keys[by_key]
+    first = np.ones(size, bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(first)  # each distinct key's first place in `by_key`
+    unique, occurrences = ordered[starts], np.diff(np.append(starts, size))
+    group = np.cumsum(first) - 1
+    key_of = np.empty(size, np.int64)  # index into `unique` of each position
+    key_of[by_key] = group
     key_rank = np.empty(size, np.int64)  # how many earlier positions hold the same key
-    key_rank[by_key] = np.arange(size) - np.repeat(starts, occurrences)
-    key_of = inverse
+    key_rank[by_key] = np.arange(size) - starts[group]
     entry = self._find(unique)
     present = entry >= 0
     count0, old_value = np.zeros(unique.size, np.int64), np.zeros(unique.size)
@@ -248,8 +353,10 @@ class FecCache:
     if evictions:
       if evictions > len(self) - touched.size:
         return None
-      victims = np.argpartition(self._stamps, evictions - 1)[:evictions]
-      if np.isin(victims, touched).any():
+      victims = self._victims(evictions)
+      used = np.zeros(self._stamps.size, bool)
+      used[touched] = True
+      if used[victims].any():
         return None
     else:
       victims = np.zeros(0, np.int64)
@@ -277,19 +384,19 @@ class FecCache:
     kept = present & ~gone
     self._counts[entry[kept]] = final_count[kept]
     self._stamps[entry[kept]] = stamps[kept]
-    self._remove(np.concatenate([entry[present & gone], victims]))
+    self._free(np.concatenate([entry[present & gone], victims]))
     new = ~present & ~gone
-    self._add(unique[new], np.full(int(new.sum()), np.nan), final_count[new], stamps[new])
+    slots = entry.copy()
+    slots[new] = self._add(unique[new], np.full(int(new.sum()), np.nan), final_count[new],
+                           stamps[new])
     waiting = ~gone & (filled_by >= 0)
-    self._unfilled = self._find(unique[waiting])
-    self._unfilled_misses = filled_by[waiting]
+    self._set_unfilled(slots[waiting], filled_by[waiting])
 
   def _lookup_sequentially(self, keys: np.ndarray) -> BatchLookup:
     """The batch one key at a time on an ordered dict (the reference semantics)."""
-    order = np.argsort(self._stamps, kind="stable")
+    state = self.state()
     entries = collections.OrderedDict(
-        (int(k), [float(f), int(c)]) for k, f, c in
-        zip(self._keys[order], self._fitness[order], self._counts[order]))
+        (int(k), [float(f), int(c)]) for k, f, c in zip(state.keys, state.fitness, state.counts))
     fitness, missed, pending, inserted = [], [], [], {}
     for position, key in enumerate(keys.tolist()):
       entry = entries.get(key)
@@ -319,8 +426,73 @@ class FecCache:
                           np.array([np.nan if v[0] is None else v[0] for _, v in remaining]),
                           np.array([v[1] for _, v in remaining], np.int64),
                           self.hits, self.misses))
-    order = np.argsort(np.array([k for k, _ in remaining], np.uint64), kind="stable")
-    self._unfilled = np.nonzero(waiting[order] >= 0)[0]
-    self._unfilled_misses = waiting[order][self._unfilled]
+    slots = np.flatnonzero(waiting >= 0)  # restore puts the entries in slots 0, 1, ...
+    self._set_unfilled(slots, waiting[slots])
     return BatchLookup(np.array(fitness), np.array(missed, np.int64),
                        np.array(pending, np.int64).reshape(-1, 2))
+
+
+def _merged(keys: np.ndarray, slots: np.ndarray, new_keys: np.ndarray, new_slots: np.ndarray):
+  """Two sorted indexes (keys and their slots) merged into one."""
+  order = np.argsort(new_keys, kind="stable")
+  new_keys, new_slots = new_keys[order], new_slots[order]
+  source = merge_order(keys, np.zeros(0, np.int64), new_keys)
+  return (np.concatenate([keys, new_keys]).take(source),
+          np.concatenate([slots, new_slots]).take(source))
+
+
+class FingerprintMemo:
+  """The fingerprint keys and train steps [T] of programs already fingerprinted, by program key
+  (`row_hashes` of the stripped program and its allowed tasks); the oldest entry goes first.
+
+  The fingerprint run is deterministic, so an entry equals what a new run would give. Entries lie
+  in a ring of `capacity` slots, found through the first halves of their keys (sorted) and
+  checked against the second halves. A key whose first half is already held is not added.
+  """
+
+  def __init__(self, capacity: int, num_tasks: int):
+    if capacity < 1:
+      raise ValueError(f"capacity must be >= 1, got {capacity}")
+    self.capacity = capacity
+    self._index = np.zeros(0, np.uint64)  # first halves of the keys held, sorted
+    self._index_slots = np.zeros(0, np.int64)  # ... and the slot holding each
+    self._program_keys = np.zeros((capacity, 2), np.uint64)  # per slot
+    self._keys = np.zeros((capacity, num_tasks), np.uint64)
+    self._steps = np.zeros((capacity, num_tasks), np.int64)
+    self._added = 0  # entries ever added; the next goes to slot _added % capacity
+
+  def __len__(self) -> int:
+    return self._index.size
+
+  def find(self, program_keys: np.ndarray) -> np.ndarray:
+    """The slot of each key [n, 2] held, or -1."""
+    if not len(self):
+      return np.full(len(program_keys), -1, np.int64)
+    position = np.minimum(np.searchsorted(self._index, program_keys[:, 0]), len(self) - 1)
+    slots = self._index_slots[position]
+    held = (self._index[position] == program_keys[:, 0]) & (
+        self._program_keys[slots, 1] == program_keys[:, 1])
+    return np.where(held, slots, -1)
+
+  def values(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fingerprint keys and train steps [m, T] at `slots`."""
+    return self._keys[slots], self._steps[slots]
+
+  def add(self, program_keys: np.ndarray, keys: np.ndarray, steps: np.ndarray) -> None:
+    """Adds entries in order (keys not held), evicting the oldest beyond `capacity`."""
+    first = program_keys[:, 0]
+    _, rows = np.unique(first, return_index=True)  # the first row of each first half
+    position = np.minimum(np.searchsorted(self._index, first[rows]), max(len(self) - 1, 0))
+    held = self._index[position] == first[rows] if len(self) else np.zeros(rows.size, bool)
+    rows = np.sort(rows[~held])[-self.capacity:]
+    slots = (self._added + np.arange(rows.size)) % self.capacity
+    overwritten = slots[slots < min(self._added, self.capacity)]
+    # Each held first half has one index entry: those of the overwritten slots go.
+    gone = np.searchsorted(self._index, self._program_keys[overwritten, 0])
+    self._added += rows.size
+    self._program_keys[slots], self._keys[slots] = program_keys[rows], keys[rows]
+    self._steps[slots] = steps[rows]
+    order = np.argsort(first[rows])
+    source = merge_order(self._index, gone, first[rows][order])
+    self._index = np.concatenate([self._index, first[rows][order]]).take(source)
+    self._index_slots = np.concatenate([self._index_slots, slots[order]]).take(source)

@@ -39,7 +39,6 @@ and so are the compiled calls: all islands' programs go through one pass of each
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from collections.abc import Generator, Sequence
 from typing import NamedTuple
@@ -56,8 +55,9 @@ from azero_jax.search.fec import (
   DEFAULT_CACHE_SIZE,
   DEFAULT_FORGET_EVERY,
   FecCache,
+  FingerprintMemo,
   fingerprint_keys,
-  row_keys,
+  row_hashes,
 )
 from azero_jax.search.randomizer import Memory
 from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
@@ -176,17 +176,19 @@ class SearchEvaluator:
     self.fingerprint_runs = 0  # programs run on the fingerprint tasks
     self.hurdle_tasks = hurdle_tasks
     self.stopped_at_hurdle = 0  # programs not evaluated beyond the hurdle tasks
-    # Stripped program and allowed tasks (row_keys) -> (keys, steps), oldest first. An OrderedDict:
-    # deleting the first key of a plain dict over and over makes finding the next first key
-    # slower and slower (~50 us per eviction at 100,000 entries).
-    self._memo: collections.OrderedDict = collections.OrderedDict()
+    # Fingerprint keys and steps by stripped program and allowed tasks.
+    self._memo = FingerprintMemo(fec.cache_size, len(self.tasks)) if fec else None
     self._keys = evaluator.replicated(keys)
     self._fec_key = evaluator.replicated(jax.random.key(FEC_SEED))
     self._calls = np.zeros(self.num_islands, np.int64)  # full-run calls per island
     op_sets = tuple(evaluator.normalize_op_set(ops_) for ops_ in op_lists)
-    config = lambda eval_type, ragged, record: evaluator.Config(
-        memory.num_scalars, memory.num_vectors, memory.num_matrices, op_sets, eval_type, dtype,
-        float(max_abs_error), record, ragged)
+
+    def config(eval_type: str, tasks: TaskBatch, record: bool) -> evaluator.Config:
+      """The group's evaluator config, its execution chosen once (not on every call)."""
+      made = evaluator.Config(memory.num_scalars, memory.num_vectors, memory.num_matrices,
+                              op_sets, eval_type, dtype, float(max_abs_error), record,
+                              tasks.ragged)
+      return made._replace(execution=evaluator.choose_execution(made, tasks.x_train.shape[-1]))
 
     def task_groups(positions, fingerprints: bool) -> list[_Group]:
       groups: dict[tuple, list[int]] = {}
@@ -199,9 +201,9 @@ class SearchEvaluator:
         if fingerprints:
           short = stack_tasks([fingerprint_task(self.tasks[i], fec.num_train_examples,
                                                 fec.num_valid_examples) for i in indices])
-          short_config = config(eval_type, short.ragged, True)
+          short_config = config(eval_type, short, True)
           short = evaluator.place_tasks(short, dtype)
-        made.append(_Group(np.array(indices), config(eval_type, full.ragged, False),
+        made.append(_Group(np.array(indices), config(eval_type, full, False),
                            evaluator.place_tasks(full, dtype), short_config, short))
       return made
 
@@ -328,40 +330,42 @@ class SearchEvaluator:
     return within[:, np.searchsorted(distinct, self.num_train_steps)]
 
   def _memo_lookup(self, stripped: PackedPopulation, allowed: np.ndarray):
-    """Memo lookups, and one fingerprint run dispatched for the programs never fingerprinted."""
-    memo_keys = row_keys(*(c.table.reshape(stripped.size, -1) for c in stripped),
-                          *(c.length[:, None] for c in stripped), allowed)
-    found = [self._memo.get(k) for k in memo_keys]
-    todo: dict = {}  # memo key -> first row, for the programs never fingerprinted
-    for row, (memo_key, value) in enumerate(zip(memo_keys, found)):
-      if value is None:
-        todo.setdefault(memo_key, row)
-    rows = np.array(list(todo.values()), np.int64)
-    results = self._dispatch_fingerprints(stripped.take(rows)) if todo else None
-    return memo_keys, found, todo, rows, results
+    """Memo lookups, and one fingerprint run dispatched for the programs never fingerprinted
+    (each distinct one once, in order of first appearance)."""
+    program_keys = row_hashes(*(c.table.reshape(stripped.size, -1) for c in stripped),
+                              *(c.length[:, None] for c in stripped), allowed)
+    slots = self._memo.find(program_keys)
+    found = slots >= 0
+    # Read now: another batch's fingerprints may evict these entries before this batch's.
+    memoised = self._memo.values(slots[found])
+    missing = np.flatnonzero(~found)
+    _, first, group = np.unique(program_keys[missing], axis=0, return_index=True,
+                                return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    todo = missing[first[order]]  # the rows to fingerprint
+    results = self._dispatch_fingerprints(stripped.take(todo)) if todo.size else None
+    source = rank[group.ravel()]  # the todo position of each missing row's program
+    return program_keys, found, memoised, todo, source, results
 
   def _fingerprints(self, memo, allowed: np.ndarray):
     """Cache keys [n, T] and fingerprint steps [n, T], from the memo and the dispatched run."""
-    memo_keys, found, todo, rows, results = memo
-    if todo:
-      errors_train, errors_valid, steps = self._collect_fingerprints(results, rows.size)
+    program_keys, found, memoised, todo, source, results = memo
+    keys = np.empty(allowed.shape, np.uint64)
+    steps = np.empty(allowed.shape, np.int64)
+    keys[found], steps[found] = memoised
+    if todo.size:
+      errors_train, errors_valid, fresh_steps = self._collect_fingerprints(results, todo.size)
       num_tasks = len(self.tasks)
-      keys = fingerprint_keys(
-          errors_train.reshape(rows.size * num_tasks, -1),
-          errors_valid.reshape(rows.size * num_tasks, -1),
-          np.tile(np.arange(num_tasks), rows.size),
-          np.where(allowed[rows], self.num_train_steps, 0).ravel())
-      fresh = {memo_key: (keys[position * num_tasks:(position + 1) * num_tasks], steps[position])
-               for position, memo_key in enumerate(todo)}
-      for memo_key, value in fresh.items():
-        self._remember(memo_key, value)
-      found = [fresh[k] if value is None else value for k, value in zip(memo_keys, found)]
-    return np.stack([value[0] for value in found]), np.stack([value[1] for value in found])
-
-  def _remember(self, memo_key, value) -> None:
-    self._memo[memo_key] = value
-    if len(self._memo) > self.fec.cache_size:
-      self._memo.popitem(last=False)
+      fresh_keys = fingerprint_keys(
+          errors_train.reshape(todo.size * num_tasks, -1),
+          errors_valid.reshape(todo.size * num_tasks, -1),
+          np.tile(np.arange(num_tasks), todo.size),
+          np.where(allowed[todo], self.num_train_steps, 0).ravel()).reshape(todo.size, num_tasks)
+      keys[~found], steps[~found] = fresh_keys[source], fresh_steps[source]
+      self._memo.add(program_keys[todo], fresh_keys, fresh_steps)
+    return keys, steps
 
   def _dispatch_fingerprints(self, programs: PackedPopulation) -> list:
     """The short runs of `programs`, one compiled call per task group (device arrays)."""
