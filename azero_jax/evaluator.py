@@ -531,12 +531,15 @@ def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
     tasks = place_tasks(tasks, config.dtype, paired)
   split = _split(packed.size)
   num_shards = 1 if split is None else jax.device_count()
+  features = tasks.x_train.shape[-1]
+  if config.execution == "auto" and choose_execution(config, features) == "select":
+    config = config._replace(execution="select")  # whatever the programs: no row lists needed
   plans = (None,) * 3
   if config.execution != "select":
     plans = slot_plans(packed, config.op_sets, num_shards)
   if config.execution == "auto":
-    execution = choose_execution(config, packed, plans, counts, tasks.x_train.shape[-1])
-    config = config._replace(execution=execution)
+    config = config._replace(
+        execution=choose_execution(config, features, packed, plans, counts))
   plans = (None,) * 3 if config.execution == "select" else jax.device_put(plans, split)
   table = jax.device_put(np.concatenate([c.table for c in packed], axis=1), split)
   if row_folds is not None and len(np.unique(row_folds, axis=0)) == 1:
@@ -582,11 +585,18 @@ def slot_plans(packed: PackedPopulation, op_sets, num_shards: int = 1) -> tuple[
   return tuple(plans)
 
 
-def choose_execution(config: Config, packed: PackedPopulation, plans, counts,
-                     features: int) -> str:
-  """The execution the cost model expects to be faster for this call: select computes every op
-  of the set for every program at every slot up to `counts`; compact runs the plans' work items,
-  each ITEM_WORK plus its family's ops on its rows (benchmarks/evaluator_throughput.py)."""
+def choose_execution(config: Config, features: int, packed: PackedPopulation | None = None,
+                     plans=None, counts=None) -> str:
+  """The execution the cost model expects to be faster. Select when a chunk of rows computing
+  the widest op set costs less than one work item (then compact cannot win); otherwise, given a
+  call's population, plans and loop counts, the cheaper of select (every op of the set for every
+  program at every slot up to `counts`) and compact (the plans' items, each ITEM_WORK plus its
+  family's ops on its rows), compact on a tie (benchmarks/evaluator_throughput.py)."""
+  widest = max(sum(op_work(i, features) for i in op_set) for op_set in config.op_sets)
+  if ROWS_PER_CHUNK * widest <= ITEM_WORK:
+    return "select"
+  if plans is None:
+    return "compact"
   select = compact = 0
   for component, op_set, plan, count in zip(packed, config.op_sets, plans, counts):
     families = op_families(op_set)
@@ -595,7 +605,7 @@ def choose_execution(config: Config, packed: PackedPopulation, plans, counts,
                             for f in families] + [0])
     listed = np.arange(plan.families.shape[-1]) < plan.counts[..., None]  # [shards, L, W]
     compact += family_work[np.where(listed, plan.families, len(families))][:, :count].sum()
-  return "compact" if compact < select else "select"
+  return "compact" if compact <= select else "select"
 
 
 def op_work(op_id: int, features: int) -> int:

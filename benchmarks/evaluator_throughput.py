@@ -96,7 +96,7 @@ def run_config(name: str, populations: list[int], repeats: int, scale: float):
     counts = tuple(int(c.length.max(initial=0)) for c in packed)
     plans = ev.slot_plans(packed, config.op_sets, jax.device_count() if size % jax.device_count()
                           == 0 else 1)
-    chosen = ev.choose_execution(config, packed, plans, counts, spec["features"])
+    chosen = ev.choose_execution(config, spec["features"], packed, plans, counts)
     rates, compile_seconds = [], []
     for execution in EXECUTIONS:
       run = config._replace(execution=execution)

@@ -229,12 +229,17 @@ def test_cost_model_selects_for_the_demo_and_compacts_all_ops():
   all_ops = ev.Config(4, 3, 3, (ALL_OPS,) * 3)
   chosen = {}
   for name, config, programs, features in (
-      ("demo", demo, [LINEAR] * 16, 4), ("all_ops", all_ops, all_op_programs(16, seed=0), 16)):
+      ("demo", demo, [LINEAR] * 16, 4), ("all_ops", all_ops, all_op_programs(16, seed=0), 16),
+      ("empty demo", demo, [NO_OP] * 16, 4), ("empty all_ops", all_ops, [NO_OP] * 16, 16)):
     packed = ev.pack_population(programs, widths=(8, 8, 8))
     counts = tuple(int(c.length.max()) for c in packed)
-    chosen[name] = ev.choose_execution(config, packed, ev.slot_plans(packed, config.op_sets),
-                                       counts, features)
-  assert chosen == {"demo": "select", "all_ops": "compact"}
+    chosen[name] = ev.choose_execution(config, features, packed,
+                                       ev.slot_plans(packed, config.op_sets), counts)
+  # Empty programs (nothing to run either way) keep the execution the op sets call for, so that
+  # a search does not compile the other one for them.
+  assert chosen == {"demo": "select", "all_ops": "compact", "empty demo": "select",
+                    "empty all_ops": "compact"}
+  assert ev.choose_execution(demo, 4) == "select" and ev.choose_execution(all_ops, 16) == "compact"
   with pytest.raises(ValueError, match="execution"):
     ev.run_packed(demo._replace(execution="fast"), ev.pack_population([LINEAR]),
                   ev.stack_tasks([linear_task(4, 8, 4, param_seed=0, data_seed=0)]),
