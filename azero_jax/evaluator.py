@@ -4,8 +4,8 @@ Layout (see BUILD_NOTES.md for the measurements behind it): `vmap` over tasks, t
 an explicit row axis, `lax.scan` over examples, `fori_loop` over instruction slots. A slot runs in
 one of two executions (`Config.execution`, picked per call by a cost model): "select" computes
 every op of the component's (static) op set for every program and selects the result by op id
-with `where`, never a one-hot product; "compact" runs each costly op family (matrices, random
-draws) only on the rows whose instruction is in it, from row lists made on the host (SlotPlan).
+with `where`, never a one-hot product; "compact" runs each op family only on the rows whose
+instruction is in it, as a list of work items per slot made on the host (SlotPlan).
 Programs and row lists are data: new programs never recompile; only shapes and static
 configuration do.
 """
