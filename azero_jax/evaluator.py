@@ -4,8 +4,8 @@ Layout (see BUILD_NOTES.md for the measurements behind it): `vmap` over tasks, t
 an explicit row axis, `lax.scan` over examples, `fori_loop` over instruction slots. A slot runs in
 one of two executions (`Config.execution`, picked per call by a cost model): "select" computes
 every op of the component's (static) op set for every program and selects the result by op id
-with `where`, never a one-hot product; "compact" runs each costly op family (matrices, random
-draws) only on the rows whose instruction is in it, from row lists made on the host (SlotPlan).
+with `where`, never a one-hot product; "compact" runs each op family only on the rows whose
+instruction is in it, as a list of work items per slot made on the host (SlotPlan).
 Programs and row lists are data: new programs never recompile; only shapes and static
 configuration do.
 """
@@ -75,27 +75,29 @@ class LaneResult(NamedTuple):
 
 
 class SlotPlan(NamedTuple):
-  """Which programs run each op family at each slot of one component (the compact execution).
+  """The compact execution's work at each slot of one component: a list of items, each one op
+  family run on up to ROWS_PER_CHUNK rows (programs) whose instruction there is in the family.
 
-  `rows` [G, L, R]: for family g and slot s, the rows (programs) whose instruction there is in the
-  family, then the dummy row R (out of range: its reads are clamped, its writes dropped); R is
-  the population size rounded up to whole chunks. `chunks` [G, L]: chunks of ROWS_PER_CHUNK rows
-  to run, ceil(count / ROWS_PER_CHUNK).
+  `families` [L, W] and `rows` [L, W, ROWS_PER_CHUNK]: item j of slot s runs family
+  `families[s, j]` on `rows[s, j]`, padded with the dummy row R (out of range: its reads are
+  clamped, its writes dropped; R is the population size). `counts` [L]: the items of each slot.
+  W, the most items a slot can need (ceil(R / ROWS_PER_CHUNK) + number of families), depends only
+  on shapes.
   """
 
+  families: jax.Array
   rows: jax.Array
-  chunks: jax.Array
+  counts: jax.Array
 
 
 EXECUTIONS = ("auto", "select", "compact")
-# Rows one step of a family loop runs: small enough that a rare op wastes little on padding,
-# large enough that the loop's per-step overhead stays small (benchmarks/evaluator_throughput.py).
+# Rows one work item runs: small enough that a rare op wastes little on padding, large enough
+# that the per-item overhead stays small (benchmarks/evaluator_throughput.py).
 ROWS_PER_CHUNK = 8
-# The cost model's threshold (`choose_execution`): element operations per program and slot above
-# which compact execution is the faster one. benchmarks/evaluator_throughput.py on the 2-core CPU,
-# P = 128: the baseline's op sets (595 at F = 16) ran 2.2x faster compacted, all ops 2.9x (5.5x on
-# short programs); the demo's (15 at F = 4) has nothing to compact.
-COMPACT_ABOVE = 256
+# The cost model (`choose_execution`): one work item of compact execution costs about as much as
+# ITEM_WORK element operations per task (gathers, the switch, scatters, loop step: ~15 us on the
+# 2-core CPU, where select computes ~2 G element operations/s).
+ITEM_WORK = 4096
 # Ops far costlier than the rest of their family (the F^3 matrix product): a family of their own,
 # so that rows holding a cheaper op of the same operand kinds never compute them.
 _SOLO_OPS = frozenset({ops.OP_BY_NAME["MATRIX_MATRIX_PRODUCT"].id})
@@ -108,19 +110,17 @@ def normalize_op_set(op_ids) -> tuple[int, ...]:
 
 
 def op_families(op_set) -> tuple[tuple[int, ...], ...]:
-  """The ops of the set that compact execution runs on their own rows, in families of ops with
-  the same operand and output kinds (a solo op on its own): each family's operands are gathered
-  and its results scattered once. These are the ops that read or write a matrix or draw random
-  numbers, and their family members; the others (scalars and vectors: cheaper to compute for
-  every row than to gather) stay selected."""
-  costly = {(spec.inputs, spec.output) for spec in map(ops.OPS.__getitem__, op_set)
-            if spec.is_random or ops.MATRIX in (*spec.inputs, spec.output)}
+  """The ops of the set in the families that compact execution runs as one work item (which
+  gathers its operands and scatters its results once): ops with the same operand and output
+  kinds and the same random draw, a solo op on its own, so that an item computes and draws only
+  what its ops need. (One family per output kind for the cheap ops measured 2x the cost per item:
+  an item's cost grows with the ops it computes.)"""
   families: dict[tuple, list[int]] = {}
   for op_id in normalize_op_set(op_set):
     spec = ops.OPS[op_id]
-    if (spec.inputs, spec.output) in costly:
-      families.setdefault((spec.inputs, spec.output, op_id if op_id in _SOLO_OPS else None),
-                          []).append(op_id)
+    key = (spec.inputs, spec.output, spec.data if spec.is_random else None,
+           op_id if op_id in _SOLO_OPS else None)
+    families.setdefault(key, []).append(op_id)
   return tuple(tuple(family) for family in families.values())
 
 
@@ -206,58 +206,65 @@ def _select_slot(op_set, table, slot, memory: Memory, keys, dtype) -> Memory:
                                                    rand)
 
 
-def _compact_slot(op_set, table, plan: SlotPlan, slot, memory: Memory, keys, dtype) -> Memory:
-  """One slot of every program: each op family runs on its plan's rows only, the other ops are
-  computed for every row (`compact`)."""
+def _family_results(family, dtype, table, slot, keys, folds, rows, memory: Memory) -> tuple:
+  """One work item of compact execution: the family's ops computed on `rows` only (the
+  instruction's op selected with `where`). Returns the new value of the output register for
+  each register kind, zeros for the kinds the family does not write, so that every family
+  gives arrays of the same shapes and the banks are written outside the `switch` over families
+  (a branch that passed a bank through unchanged made XLA copy the whole bank per item)."""
+  kind = ops.OPS[family[0]].output
+  positions, reads_old = _reads(family)
+  inst = PackedComponent(table[rows, slot], None)
+  addresses = (inst.in1, inst.in2)
+  operand = {(p, k): memory[_KIND_INDEX[k]][rows, addresses[p]]
+             for k, kind_positions in positions.items() for p in kind_positions}
+  old = {kind: memory[_KIND_INDEX[kind]][rows, inst.out] if kind in reads_old else
+         jnp.zeros((rows.shape[0], *memory[_KIND_INDEX[kind]].shape[2:]), dtype)}
+  # The rows' keys only (one shared key, or each row's own), folded here: the draws per key are
+  # the numbers select execution draws for these rows.
+  row_keys = _fold(keys if keys.shape[0] == 1 else keys[rows], *folds, slot)
+  rand, rand_axis = _lanes(_draws(family, row_keys, memory.vectors.shape[-1], dtype))
+  results = jax.vmap(functools.partial(_results, family, dtype=dtype),
+                     in_axes=(0, 0, 0, rand_axis))(inst, operand, old, rand)
+  return tuple(results[k][0] if k == kind else jnp.zeros((rows.shape[0], *bank.shape[2:]), dtype)
+               for k, bank in zip(ops.KINDS, memory))
+
+
+def _compact_slot(op_set, table, plan: SlotPlan, slot, memory: Memory, keys, folds,
+                  dtype) -> Memory:
+  """One slot of every program: each of the slot's work items runs its op family on its rows
+  only (`compact` execution); slots and families without rows cost nothing."""
   families = op_families(op_set)
-  selected = tuple(sorted(set(op_set).difference(*families)))
-  if selected:
-    memory = _select_slot(selected, table, slot, memory, keys, dtype)
-  for g, family in enumerate(families):
-    kind = ops.OPS[family[0]].output
-    positions, reads_old = _reads(family)
+  branches = [functools.partial(_family_results, family, dtype, table, slot, keys, folds)
+              for family in families]
+  kind_of = jnp.array([_KIND_INDEX[ops.OPS[family[0]].output] for family in families])
 
-    def chunk(j, memory, g=g, family=family, kind=kind, positions=positions,
-              reads_old=reads_old):
-      rows = jax.lax.dynamic_slice_in_dim(plan.rows[g, slot], j * ROWS_PER_CHUNK, ROWS_PER_CHUNK)
-      inst = PackedComponent(table[rows, slot], None)
-      addresses = (inst.in1, inst.in2)
-      operand = {(p, k): memory[_KIND_INDEX[k]][rows, addresses[p]]
-                 for k, kind_positions in positions.items() for p in kind_positions}
-      bank = memory[_KIND_INDEX[kind]]
-      old = {kind: bank[rows, inst.out] if kind in reads_old else
-             jnp.zeros((rows.shape[0], *bank.shape[2:]), dtype)}
-      rand, rand_axis = _lanes(_draws(family, keys, memory.vectors.shape[-1], dtype), rows)
-      results = jax.vmap(functools.partial(_results, family, dtype=dtype),
-                         in_axes=(0, 0, 0, rand_axis))(inst, operand, old, rand)
-      registers = list(memory)
-      # Every bank the family reads is written back (its operands, unchanged): a loop that only
-      # reads a bank shares it with the loops that write it, and XLA then copies the whole bank
-      # at every slot (measured: two copies of the matrices per slot, more than the ops cost).
-      for (p, k), value in operand.items():
-        if k != kind:
-          registers[_KIND_INDEX[k]] = registers[_KIND_INDEX[k]].at[rows, addresses[p]].set(
-              value, mode="drop")
-      registers[_KIND_INDEX[kind]] = bank.at[rows, inst.out].set(results[kind][0], mode="drop")
-      return Memory(*registers)
+  def item(j, memory):
+    g, rows = plan.families[slot, j], plan.rows[slot, j]
+    values = jax.lax.switch(g, branches, rows, memory)
+    out = PackedComponent(table[rows, slot], None).out
+    return Memory(*(bank.at[jnp.where(kind_of[g] == k, rows, bank.shape[0]), out].set(
+        value, mode="drop") for k, (bank, value) in enumerate(zip(memory, values))))
 
-    memory = jax.lax.fori_loop(0, plan.chunks[g, slot], chunk, memory)
-  return memory
+  return jax.lax.fori_loop(0, plan.counts[slot], item, memory)
 
 
 def _run_component(config: Config, which: int, table, plan: SlotPlan | None, count,
-                   memory: Memory, keys) -> Memory:
-  """Runs instruction slots [0, count) of one component function of every program."""
+                   memory: Memory, keys, folds=()) -> Memory:
+  """Runs instruction slots [0, count) of one component function of every program. A slot's
+  random draws use `keys` folded with `folds` (the example step) and the slot."""
   op_set = config.op_sets[which]
   if not op_set:
     return memory
   dtype = DTYPES[config.dtype]
 
+  if plan is None:  # every row draws: fold once per call of the function
+    keys, folds = _fold(keys, *folds), ()
+
   def body(slot, memory):
-    slot_keys = _fold(keys, slot)
     if plan is None:
-      return _select_slot(op_set, table, slot, memory, slot_keys, dtype)
-    return _compact_slot(op_set, table, plan, slot, memory, slot_keys, dtype)
+      return _select_slot(op_set, table, slot, memory, _fold(keys, slot), dtype)
+    return _compact_slot(op_set, table, plan, slot, memory, keys, folds, dtype)
 
   return jax.lax.fori_loop(0, count, body, memory)
 
@@ -266,9 +273,11 @@ def _run_component(config: Config, which: int, table, plan: SlotPlan | None, cou
 # Rows of programs on tasks.
 
 
-def _fold(keys, data):
-  """`jax.random.fold_in` of every key [K] with the same data."""
-  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
+def _fold(keys, *data):
+  """`jax.random.fold_in` of every key [K] with each of `data` in turn."""
+  for value in data:
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, value)
+  return keys
 
 
 def _sigmoid(x):
@@ -316,8 +325,8 @@ def _evaluate_rows(config: Config, tables, plans, counts, task: TaskBatch, keys)
   size = task.x_train.shape[-1]
   lanes = jnp.arange(num_tasks)
   phase_keys = [_fold(keys, phase) for phase in range(4)]
-  run = lambda which, memory, keys: _run_component(
-      config, which, tables[which], plans[which], counts[which], memory, keys)
+  run = lambda which, memory, keys, *folds: _run_component(
+      config, which, tables[which], plans[which], counts[which], memory, keys, folds)
 
   memory = Memory(jnp.zeros((num_rows, config.num_scalars), dtype),
                   jnp.zeros((num_rows, config.num_vectors, size), dtype),
@@ -329,7 +338,7 @@ def _evaluate_rows(config: Config, tables, plans, counts, task: TaskBatch, keys)
     step, index, active = inputs  # index, active: [tasks]
     x, y = task.x_train[lanes, index], task.y_train[lanes, index]
     updated = _with_input(memory, x, jnp.zeros((), dtype))
-    updated = run(1, updated, _fold(phase_keys[_TRAIN_PREDICT], step))
+    updated = run(1, updated, phase_keys[_TRAIN_PREDICT], step)
     if accuracy:
       updated = updated._replace(
           scalars=updated.scalars.at[:, 1].set(_sigmoid(updated.scalars[:, 1])))
@@ -339,7 +348,7 @@ def _evaluate_rows(config: Config, tables, plans, counts, task: TaskBatch, keys)
     recorded = jnp.where(alive & active & ~bad, error, jnp.nan)
     alive = alive & ~bad
     updated = _with_input(updated, x, y)
-    updated = run(2, updated, _fold(phase_keys[_TRAIN_LEARN], step))
+    updated = run(2, updated, phase_keys[_TRAIN_LEARN], step)
     if config.ragged:  # keeps the memory of padded examples and epochs
       updated = _where_rows(active, updated, memory)
     return (updated, alive, steps), recorded if config.record_errors else None
@@ -347,8 +356,8 @@ def _evaluate_rows(config: Config, tables, plans, counts, task: TaskBatch, keys)
   def valid_step(carry, inputs):
     memory, ok, loss = carry
     step, x, y, active = inputs
-    updated = run(1, _with_input(memory, x, jnp.zeros((), dtype)),
-                  _fold(phase_keys[_VALID_PREDICT], step))
+    updated = run(1, _with_input(memory, x, jnp.zeros((), dtype)), phase_keys[_VALID_PREDICT],
+                  step)
     logit = updated.scalars[:, 1]
     if accuracy:
       error = jnp.where((y > 0.5) == (_sigmoid(logit) > 0.5), 0.0, 1.0).astype(dtype)
@@ -357,8 +366,9 @@ def _evaluate_rows(config: Config, tables, plans, counts, task: TaskBatch, keys)
       error = y - logit
       term = error * error
     bad = (jnp.isnan(error) | (jnp.abs(error) > config.max_abs_error)) & active
-    # After a failed example the original stops validating: later examples leave memory alone.
-    memory = _where_rows(ok & active, updated, memory)
+    # After a failed example the original stops validating: later examples leave memory alone
+    # (only the next epoch sees it: with one epoch, the failed lanes' results are all masked).
+    memory = updated if num_epochs == 1 else _where_rows(ok & active, updated, memory)
     recorded = jnp.where(ok & active & ~bad, error, jnp.nan)
     loss = loss + jnp.where(active, term, 0.0)
     return (memory, ok & ~bad, loss), recorded if config.record_errors else None
@@ -425,7 +435,7 @@ def _evaluate_batch(config: Config, table, widths: tuple[int, ...], plans, count
 
   def shard(table, plans, tasks, task_keys, counts):
     tables = tuple(table[:, start:stop] for start, stop in zip(starts[:-1], starts[1:]))
-    plans = tuple(None if plan is None else SlotPlan(plan.rows[0], plan.chunks[0])
+    plans = tuple(None if plan is None else SlotPlan(*(field[0] for field in plan))
                   for plan in plans)
     if paired:
       return _evaluate_rows(config, tables, plans, counts, tasks, task_keys)
@@ -519,13 +529,18 @@ def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
     config = config._replace(static_loops=jax.default_backend() != "cpu")
   if not _placed(tasks, config.dtype, paired):
     tasks = place_tasks(tasks, config.dtype, paired)
-  if config.execution == "auto":
-    config = config._replace(execution=choose_execution(config, tasks.x_train.shape[-1]))
   split = _split(packed.size)
   num_shards = 1 if split is None else jax.device_count()
+  features = tasks.x_train.shape[-1]
+  if config.execution == "auto" and choose_execution(config, features) == "select":
+    config = config._replace(execution="select")  # whatever the programs: no row lists needed
   plans = (None,) * 3
-  if config.execution == "compact":
-    plans = jax.device_put(slot_plans(packed, config.op_sets, num_shards), split)
+  if config.execution != "select":
+    plans = slot_plans(packed, config.op_sets, num_shards)
+  if config.execution == "auto":
+    config = config._replace(
+        execution=choose_execution(config, features, packed, plans, counts))
+  plans = (None,) * 3 if config.execution == "select" else jax.device_put(plans, split)
   table = jax.device_put(np.concatenate([c.table for c in packed], axis=1), split)
   if row_folds is not None and len(np.unique(row_folds, axis=0)) == 1:
     key, fold, row_folds = key[int(row_folds[0, 0])], int(row_folds[0, 1]), None  # one key
@@ -540,8 +555,9 @@ def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
 
 
 def slot_plans(packed: PackedPopulation, op_sets, num_shards: int = 1) -> tuple[SlotPlan, ...]:
-  """The compact execution's row lists of each component, per shard of the population
-  (SlotPlan fields with a leading shard axis; rows numbered within their shard)."""
+  """The compact execution's work items of each component, per shard of the population
+  (SlotPlan fields with a leading shard axis; rows numbered within their shard). Items list a
+  slot's families in order, each family's rows in order, ROWS_PER_CHUNK rows at most."""
   plans = []
   for component, op_set in zip(packed, op_sets):
     families = op_families(op_set)
@@ -550,26 +566,46 @@ def slot_plans(packed: PackedPopulation, op_sets, num_shards: int = 1) -> tuple[
       family_of[list(family)] = g
     num_rows, width = component.table.shape[:2]
     local = num_rows // num_shards
-    capacity = -(-local // ROWS_PER_CHUNK) * ROWS_PER_CHUNK
+    capacity = -(-local // ROWS_PER_CHUNK) + len(families)
     family = family_of[component.table[..., 0].astype(np.int64)].reshape(num_shards, local, width)
-    rows = np.full((num_shards, len(families), width, capacity), local, np.int32)
-    count = np.zeros((num_shards, len(families), width), np.int32)
-    for g in range(len(families)):
-      hit = family == g  # [shards, local, width]
-      first = np.argsort(~hit, axis=1, kind="stable")  # the family's rows first, in order
-      count[:, g] = hit.sum(axis=1)
-      listed = np.arange(local)[None, :, None] < count[:, g, None, :]
-      rows[:, g, :, :local] = np.where(listed, first, local).transpose(0, 2, 1)
-    plans.append(SlotPlan(rows, -(-count // ROWS_PER_CHUNK)))
+    item_families = np.zeros((num_shards, width, capacity), np.int32)
+    item_rows = np.full((num_shards, width, capacity, ROWS_PER_CHUNK), local, np.int32)
+    counts = np.zeros((num_shards, width), np.int32)
+    for shard in range(num_shards):
+      for slot in range(width):
+        rows = np.argsort(family[shard, :, slot], kind="stable")  # by family, then row
+        member = family[shard, rows, slot]
+        rows, member = rows[member < len(families)], member[member < len(families)]
+        within = np.arange(rows.size) - np.searchsorted(member, member)  # place in its family
+        item = np.cumsum(within % ROWS_PER_CHUNK == 0) - 1
+        item_families[shard, slot, item] = member
+        item_rows[shard, slot, item, within % ROWS_PER_CHUNK] = rows
+        counts[shard, slot] = item[-1] + 1 if rows.size else 0
+    plans.append(SlotPlan(item_families, item_rows, counts))
   return tuple(plans)
 
 
-def choose_execution(config: Config, features: int) -> str:
-  """The execution the cost model expects to be faster for this configuration: "compact" when
-  some component's op set costs more per program and slot than COMPACT_ABOVE element operations
-  (measured on a 2-core CPU with benchmarks/evaluator_throughput.py), else "select"."""
-  work = max(sum(op_work(i, features) for i in op_set) for op_set in config.op_sets)
-  return "compact" if work > COMPACT_ABOVE else "select"
+def choose_execution(config: Config, features: int, packed: PackedPopulation | None = None,
+                     plans=None, counts=None) -> str:
+  """The execution the cost model expects to be faster. Select when a chunk of rows computing
+  the widest op set costs less than one work item (then compact cannot win); otherwise, given a
+  call's population, plans and loop counts, the cheaper of select (every op of the set for every
+  program at every slot up to `counts`) and compact (the plans' items, each ITEM_WORK plus its
+  family's ops on its rows), compact on a tie (benchmarks/evaluator_throughput.py)."""
+  widest = max(sum(op_work(i, features) for i in op_set) for op_set in config.op_sets)
+  if ROWS_PER_CHUNK * widest <= ITEM_WORK:
+    return "select"
+  if plans is None:
+    return "compact"
+  select = compact = 0
+  for component, op_set, plan, count in zip(packed, config.op_sets, plans, counts):
+    families = op_families(op_set)
+    select += count * component.table.shape[0] * sum(op_work(i, features) for i in op_set)
+    family_work = np.array([ITEM_WORK + ROWS_PER_CHUNK * sum(op_work(i, features) for i in f)
+                            for f in families] + [0])
+    listed = np.arange(plan.families.shape[-1]) < plan.counts[..., None]  # [shards, L, W]
+    compact += family_work[np.where(listed, plan.families, len(families))][:, :count].sum()
+  return "compact" if compact <= select else "select"
 
 
 def op_work(op_id: int, features: int) -> int:

@@ -80,7 +80,6 @@ def run_config(name: str, populations: list[int], repeats: int, scale: float):
               for _ in range(max(populations))]
   config = ev.Config(*spec["memory"], tuple(ev.normalize_op_set(o) for o in spec["op_lists"]),
                      dtype=FLAGS.dtype)
-  chosen = ev.choose_execution(config, spec["features"])
   batch = ev.stack_tasks(tasks)
 
   # The interpreter on a few programs: individuals/s at full size.
@@ -94,6 +93,10 @@ def run_config(name: str, populations: list[int], repeats: int, scale: float):
   rows = []
   for size in populations:
     packed = ev.pack_population(programs[:size], widths=spec["sizes"], population_bucket=size)
+    counts = tuple(int(c.length.max(initial=0)) for c in packed)
+    plans = ev.slot_plans(packed, config.op_sets, jax.device_count() if size % jax.device_count()
+                          == 0 else 1)
+    chosen = ev.choose_execution(config, spec["features"], packed, plans, counts)
     rates, compile_seconds = [], []
     for execution in EXECUTIONS:
       run = config._replace(execution=execution)

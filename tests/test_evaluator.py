@@ -195,7 +195,7 @@ def test_compact_execution_compiles_once_for_new_programs():
   assert len({f.tobytes() for f in fitness}) == 4
 
 
-def test_slot_plans_list_each_family_rows_per_shard():
+def test_slot_plans_list_work_items_per_shard():
   text = ("def Setup():\n  m0 = matmul(m1, m2)\n  m1 = m0 + m2\n  s1 = mean(m0)\n"
           "def Predict():\ndef Learn():\n")
   matmul_sum_mean = Program.from_text(text)
@@ -203,27 +203,43 @@ def test_slot_plans_list_each_family_rows_per_shard():
   empty = NO_OP
   packed = ev.pack_population([matmul_sum_mean, sum_only, empty, matmul_sum_mean],
                               widths=(3, 1, 1), population_bucket=4)
-  op_set = ev.normalize_op_set([43, 39, 51, 2, 27])  # 2 and 27 (no matrix) stay selected
-  assert ev.op_families(op_set) == ((39,), (43,), (51,))
+  op_set = ev.normalize_op_set([43, 39, 51, 2, 27])
+  assert ev.op_families(op_set) == ((2,), (27,), (39,), (43,), (51,))
   setup = ev.slot_plans(packed, (op_set, (), ()), num_shards=2)[0]
   chunk = ev.ROWS_PER_CHUNK
-  assert setup.rows.shape == (2, 3, 3, chunk) and setup.chunks.shape == (2, 3, 3)
+  capacity = 1 + 5  # ceil(2 rows / chunk) + 5 families
+  assert setup.families.shape == (2, 3, capacity) and setup.rows.shape == (2, 3, capacity, chunk)
   # Shard 0 holds programs 0 and 1, shard 1 programs 2 and 3 (local rows 0 and 1; 2 = dummy).
-  np.testing.assert_array_equal(setup.rows[0, :, :, :3], [[[1, 2, 2], [0, 2, 2], [2, 2, 2]],
-                                                          [[0, 2, 2], [2, 2, 2], [2, 2, 2]],
-                                                          [[2, 2, 2], [2, 2, 2], [0, 2, 2]]])
-  np.testing.assert_array_equal(setup.rows[1, :, :, :3], [[[2, 2, 2], [1, 2, 2], [2, 2, 2]],
-                                                          [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
-                                                          [[2, 2, 2], [2, 2, 2], [1, 2, 2]]])
-  np.testing.assert_array_equal(setup.chunks, [[[1, 1, 0], [1, 0, 0], [0, 0, 1]],
-                                               [[0, 1, 0], [1, 0, 0], [0, 0, 1]]])
+  np.testing.assert_array_equal(setup.counts, [[2, 1, 1], [1, 1, 1]])
+  np.testing.assert_array_equal(setup.families[0, :, :2], [[2, 3], [2, 0], [4, 0]])
+  np.testing.assert_array_equal(setup.families[1, :, :1], [[3], [2], [4]])
+  np.testing.assert_array_equal(setup.rows[0, :, :2, :2], [[[1, 2], [0, 2]], [[0, 2], [2, 2]],
+                                                           [[0, 2], [2, 2]]])
+  np.testing.assert_array_equal(setup.rows[1, :, 0, :2], [[1, 2], [1, 2], [1, 2]])
+  # A family with more rows than a chunk takes several items.
+  many = ev.slot_plans(ev.pack_population([sum_only] * 12, widths=(1, 1, 1),
+                                          population_bucket=12), (op_set, (), ()))[0]
+  np.testing.assert_array_equal(many.counts, [[2]])
+  np.testing.assert_array_equal(many.families[0, 0, :2], [2, 2])
+  np.testing.assert_array_equal(many.rows[0, 0, :2], [list(range(8)), [8, 9, 10, 11] + [12] * 4])
 
 
 def test_cost_model_selects_for_the_demo_and_compacts_all_ops():
   demo = ev.Config(4, 3, 1, (ev.normalize_op_set((56, 27, 2, 3, 18, 23)),) * 3)
-  all_ops = ev.Config(8, 14, 3, (ALL_OPS,) * 3)
-  assert ev.choose_execution(demo, 4) == "select"
-  assert ev.choose_execution(all_ops, 16) == "compact"
+  all_ops = ev.Config(4, 3, 3, (ALL_OPS,) * 3)
+  chosen = {}
+  for name, config, programs, features in (
+      ("demo", demo, [LINEAR] * 16, 4), ("all_ops", all_ops, all_op_programs(16, seed=0), 16),
+      ("empty demo", demo, [NO_OP] * 16, 4), ("empty all_ops", all_ops, [NO_OP] * 16, 16)):
+    packed = ev.pack_population(programs, widths=(8, 8, 8))
+    counts = tuple(int(c.length.max()) for c in packed)
+    chosen[name] = ev.choose_execution(config, features, packed,
+                                       ev.slot_plans(packed, config.op_sets), counts)
+  # Empty programs (nothing to run either way) keep the execution the op sets call for, so that
+  # a search does not compile the other one for them.
+  assert chosen == {"demo": "select", "all_ops": "compact", "empty demo": "select",
+                    "empty all_ops": "compact"}
+  assert ev.choose_execution(demo, 4) == "select" and ev.choose_execution(all_ops, 16) == "compact"
   with pytest.raises(ValueError, match="execution"):
     ev.run_packed(demo._replace(execution="fast"), ev.pack_population([LINEAR]),
                   ev.stack_tasks([linear_task(4, 8, 4, param_seed=0, data_seed=0)]),
