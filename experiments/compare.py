@@ -78,6 +78,11 @@ def setting_from_flags(fv: flags.FlagValues) -> tuple[cmp.Comparison, TaskCollec
       raise ValueError(f"--strategies: unknown {strategy!r}, expected some of "
                        f"{', '.join(cmp.STRATEGIES)}")
   config = run_search.config_from_flags(fv)
+  for flag, value in (("hurdle_tasks", config.hurdle_tasks),
+                      ("search_task_mix", config.search_task_mix)):
+    if value:
+      raise ValueError(f"--{flag}: experiments.compare runs without hurdles and task mixes; "
+                       "use experiments.run_search or experiments.study (paper_method_ablation)")
   program = reference(fv.reference) if fv.reference else None
   collections = TaskCollections(config.search_tasks, config.select_tasks, config.final_tasks,
                                 config.randomize_task_seeds)

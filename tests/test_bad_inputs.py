@@ -163,6 +163,8 @@ CASES = [
     ("compare_unknown_strategy", [*COMPARE, "--output_dir={work}/out",
                                   "--strategies=evolution,annealing"],
      "--strategies: unknown 'annealing'"),
+    ("compare_hurdles", [*COMPARE, "--output_dir={work}/out", "--hurdle_tasks=3"],
+     "--hurdle_tasks: experiments.compare runs without hurdles and task mixes"),
     ("study_unknown_setting", ["experiments.study", "--output_dir={work}/study",
                                "--settings=linear_learn,quadratic"],
      "--settings: unknown setting 'quadratic'"),

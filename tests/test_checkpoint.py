@@ -1,19 +1,15 @@
 """Checkpoints (azero_jax/search/checkpoint.py): round trips, atomic writes, fallback, refusals."""
 
 import dataclasses
-import pathlib
-import re
 
 import numpy as np
 import pytest
-from absl import flags
+from search_runs import CONFIGS, masked, search_config
 
 from azero_jax.program import Program
 from azero_jax.search import checkpoint
 from azero_jax.search.driver import RunHooks, run
-from experiments import run_search
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 # A search of a few seconds: 40 programs, batches of 20, a progress report every sweep.
 SMALL = ("--population_size=40", "--batch_size=20", "--progress_every=40",
          "--max_train_steps=200000", "--random_seed=7",
@@ -22,11 +18,7 @@ SMALL = ("--population_size=40", "--batch_size=20", "--progress_every=40",
 
 
 def config(*overrides):
-  fv = flags.FlagValues()
-  run_search.define_flags(fv)
-  fv(["run_search", f"--flagfile={ROOT}/experiments/configs/integration_linear.flags", *SMALL,
-      *overrides])
-  return run_search.config_from_flags(fv)
+  return search_config(f"--flagfile={CONFIGS}/integration_linear.flags", *SMALL, *overrides)
 
 
 class Capture(RunHooks):
@@ -101,19 +93,14 @@ def test_random_search_state_survives_a_round_trip():
   assert_same(snapshot, round_trip(snapshot, config_)[0])
 
 
-def without_times(lines):
-  """Lines with the progress lines' elapsed seconds masked (wall time differs between runs)."""
-  return [re.sub(r"elapsed_secs=\d+", "elapsed_secs=S", line) for line in lines]
-
-
 def test_resuming_from_any_snapshot_prints_the_same_lines(evolution):
   config_, result, lines, snapshots = evolution
   for snapshot in (snapshots[2], next(s for s in snapshots if s.current is None)):
     resumed_lines = []
     resumed = run(config_, write=resumed_lines.append, resume=round_trip(snapshot, config_)[0])
     assert resumed_lines[0] == lines[0]  # the seed
-    tail = without_times(resumed_lines[3:])  # after the seed, device, "Resuming" / "Running"
-    assert len(tail) > 5 and without_times(lines)[-len(tail):] == tail
+    tail = masked(resumed_lines[3:])  # after the seed, device, "Resuming" / "Running"
+    assert len(tail) > 5 and masked(lines)[-len(tail):] == tail
     assert resumed.best_program == result.best_program
     assert resumed.final_fitness == result.final_fitness
 

@@ -8,12 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
+from search_runs import search_config
 
 from azero_jax.program import Instruction, Program, ProgramBatch
 from azero_jax.search import driver
 from azero_jax.search.evolution import RegularizedEvolution
-from experiments import run_search
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POPULATION = 40
@@ -27,10 +26,7 @@ FLAGS = (f"--flagfile={ROOT}/experiments/configs/integration_linear.flags",
 
 
 def config(*args) -> driver.SearchConfig:
-  fv = flags.FlagValues()
-  run_search.define_flags(fv, run_directory=False)
-  fv(["run_search", *FLAGS, *args])
-  return run_search.config_from_flags(fv)
+  return search_config(*FLAGS, *args)
 
 
 class Reports(driver.RunHooks):

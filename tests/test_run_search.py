@@ -8,15 +8,13 @@ import sys
 import jax
 import numpy as np
 import pytest
-from absl import flags
+from search_runs import CONFIGS, masked, search_config
 
 from azero_jax.search.driver import make_strategy, run, search_evaluator
 from azero_jax.search.generator import InitModel
 from azero_jax.search.mutator import MutationType
-from experiments import run_search
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "experiments" / "configs"
 SHIPPED = ("demo", "integration_linear", "integration_nonlinear", "baseline", "paper_linear",
            "paper_affine")
 # A seed that solves the linear integration test within 100,000 individuals at batch size 100
@@ -25,10 +23,7 @@ LINEAR_SEED = 17
 
 
 def config(name, *overrides):
-  fv = flags.FlagValues()
-  run_search.define_flags(fv)
-  fv(["run_search", f"--flagfile={CONFIGS / name}.flags", *overrides])
-  return run_search.config_from_flags(fv)
+  return search_config(f"--flagfile={CONFIGS / name}.flags", *overrides)
 
 
 def search_until(config_, threshold, max_individuals):
@@ -126,7 +121,7 @@ SMALL = ("--population_size=100", "--batch_size=100", "--progress_every=200",
 def run_lines(*overrides):
   lines = []
   result = run(config("integration_linear", *SMALL, *overrides), write=lines.append)
-  return result, [re.sub(r"elapsed_secs=\d+", "elapsed_secs=S", line) for line in lines]
+  return result, masked(lines)
 
 
 def test_same_seed_gives_the_same_output_and_the_original_wording():

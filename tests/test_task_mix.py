@@ -4,12 +4,11 @@ run with a mix resumes with the same lines."""
 
 import io
 import pathlib
-import re
 
 import jax
 import numpy as np
 import pytest
-from absl import flags
+from search_runs import masked, search_config
 
 from azero_jax import evaluator
 from azero_jax.search import checkpoint, driver, fitness
@@ -18,7 +17,6 @@ from azero_jax.search.generator import LINEAR, InitModel, initial_program
 from azero_jax.search.mutator import MutationType, Mutator
 from azero_jax.search.randomizer import Memory, Randomizer
 from azero_jax.tasks.spec import TaskSpec, parse_mix
-from experiments import run_search
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OPS = (56, 27, 2, 3, 18, 23)  # the demo's ops: no random draws, so fitness ignores the PRNG key
@@ -115,14 +113,7 @@ MIX = f"{SEARCH};affine:features=4,num_tasks=2,num_train_examples=40,num_valid_e
 
 
 def config(*args) -> driver.SearchConfig:
-  fv = flags.FlagValues()
-  run_search.define_flags(fv, run_directory=False)
-  fv(["run_search", *FLAGS, *args])
-  return run_search.config_from_flags(fv)
-
-
-def masked(lines):
-  return [re.sub(r"elapsed_secs=\d+", "elapsed_secs=S", line) for line in lines]
+  return search_config(*FLAGS, *args)
 
 
 def test_a_mix_of_one_family_is_the_search_task_alone():
