@@ -7,21 +7,17 @@ import pathlib
 import jax
 import numpy as np
 import pytest
-from search_runs import masked, search_config
+from search_runs import DEMO_MEMORY, DEMO_OPS, DEMO_SIZES, masked, search_config, varied_programs
 
 from azero_jax import evaluator
 from azero_jax.search import checkpoint, driver
 from azero_jax.search.evolution import RegularizedEvolution, hurdle
 from azero_jax.search.fitness import FecSpec, SearchEvaluator
-from azero_jax.search.generator import LINEAR, InitModel, initial_program
-from azero_jax.search.mutator import MutationType, Mutator
-from azero_jax.search.randomizer import Memory, Randomizer
+from azero_jax.search.generator import LINEAR
 from azero_jax.tasks.spec import TaskSpec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-OPS = (56, 27, 2, 3, 18, 23)  # the demo's ops: no random draws, so fitness ignores the PRNG key
-MEMORY = Memory(4, 3, 1)
-SIZES = (10, 2, 8)
+OPS, MEMORY, SIZES = DEMO_OPS, DEMO_MEMORY, DEMO_SIZES
 NUM_TASKS, NUM_TRAIN, HURDLE_TASKS, BATCH = 4, 30, 2, 16
 TASKS = TaskSpec.parse(f"linear:features=4,num_tasks={NUM_TASKS},num_train_examples={NUM_TRAIN},"
                        "num_valid_examples=20").build()
@@ -33,21 +29,10 @@ def search_evaluator(fec=None, hurdle_tasks=HURDLE_TASKS, tasks=TASKS):
                          hurdle_tasks=hurdle_tasks)
 
 
-def programs_of_varied_fitness():
-  """Distinct mutants of the linear model, and random programs."""
-  randomizer = Randomizer((OPS,) * 3, MEMORY)
-  mutator = Mutator(randomizer, (MutationType.ALTER_PARAM,), 1.0)
-  rng = np.random.default_rng(3)
-  programs = [initial_program(InitModel.RANDOM, SIZES, randomizer, rng) for _ in range(4)]
-  while len(programs) < BATCH:
-    programs.append(mutator.mutate(programs[-1] if rng.random() < 0.5 else LINEAR, rng))
-  return programs
-
-
 @pytest.fixture(scope="module")
 def per_task():
   """Each program's fitness on each task, from the evaluator without search machinery."""
-  programs = programs_of_varied_fitness()
+  programs = varied_programs(BATCH)
   return programs, evaluator.evaluate(programs, TASKS, num_scalars=4, num_vectors=3,
                                       num_matrices=1, op_sets=(OPS,) * 3)
 

@@ -8,19 +8,16 @@ import pathlib
 import jax
 import numpy as np
 import pytest
-from search_runs import masked, search_config
+from search_runs import DEMO_OPS, DEMO_SIZES, masked, search_config, varied_programs
 
 from azero_jax import evaluator
 from azero_jax.search import checkpoint, driver, fitness
 from azero_jax.search.fitness import FecSpec, SearchEvaluator
-from azero_jax.search.generator import LINEAR, InitModel, initial_program
-from azero_jax.search.mutator import MutationType, Mutator
-from azero_jax.search.randomizer import Memory, Randomizer
+from azero_jax.search.randomizer import Memory
 from azero_jax.tasks.spec import TaskSpec, parse_mix
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-OPS = (56, 27, 2, 3, 18, 23)  # the demo's ops: no random draws, so fitness ignores the PRNG key
-SIZES = (10, 2, 8)
+OPS, SIZES = DEMO_OPS, DEMO_SIZES
 BATCH = 16
 # Two families with the same feature size and eval type: one compiled group unless split.
 FAMILY_A = TaskSpec.parse("linear:features=4,num_tasks=3,num_train_examples=30,"
@@ -29,16 +26,6 @@ FAMILY_B = TaskSpec.parse("affine:features=4,num_tasks=2,num_train_examples=40,"
                           "num_valid_examples=20")
 TASKS_A, TASKS_B = FAMILY_A.build(), FAMILY_B.build()
 ISLAND_TASKS = np.array([[1, 1, 1, 0, 0], [0, 0, 0, 1, 1]], dtype=bool)
-
-
-def programs():
-  randomizer = Randomizer((OPS,) * 3, Memory(4, 3, 1))
-  mutator = Mutator(randomizer, (MutationType.ALTER_PARAM,), 1.0)
-  rng = np.random.default_rng(3)
-  made = [initial_program(InitModel.RANDOM, SIZES, randomizer, rng) for _ in range(4)]
-  while len(made) < BATCH:
-    made.append(mutator.mutate(made[-1] if rng.random() < 0.5 else LINEAR, rng))
-  return made
 
 
 def mixed_evaluator(fec=None, hurdle_tasks=0):
@@ -58,7 +45,7 @@ def test_an_island_evaluates_only_its_familys_tasks(monkeypatch, fec):
     return run_packed(config, packed, tasks, keys, row_folds=row_folds)
 
   monkeypatch.setattr(fitness.evaluator, "run_packed", counting)
-  batch = programs()
+  batch = varied_programs(BATCH)
   islands = np.arange(BATCH) % 2
   search = mixed_evaluator(fec)
   result = search.evaluate(batch, islands)
@@ -81,7 +68,7 @@ def test_an_island_evaluates_only_its_familys_tasks(monkeypatch, fec):
 
 
 def test_hurdle_tasks_are_the_first_of_each_islands_tasks():
-  batch = programs()
+  batch = varied_programs(BATCH)
   islands = np.arange(BATCH) % 2
   per_task = np.concatenate([
       evaluator.evaluate(batch, tasks, num_scalars=4, num_vectors=3, num_matrices=1,
