@@ -14,6 +14,7 @@ from azero_jax.search.fitness import (
   compact_bucket,
   fingerprint_task,
   finish,
+  first_occurrences,
   search_widths,
 )
 from azero_jax.search.generator import LINEAR, InitModel, initial_program
@@ -157,6 +158,29 @@ def test_combine_mean_and_upper_median():
   np.testing.assert_allclose(combine(per_task, "median"), [0.5, 0.0])
   with pytest.raises(ValueError, match="combination"):
     make(combination="max")
+
+
+def test_combine_with_a_mask_combines_each_row_over_its_tasks():
+  per_task = np.array([[0.1, 0.9, 0.5, 0.3], [1.0, 0.0, 0.5, 0.0], [0.2, 0.4, 0.6, 0.8]])
+  same = np.ones((3, 4), dtype=bool)
+  np.testing.assert_array_equal(combine(per_task, "mean", same), combine(per_task, "mean"))
+  np.testing.assert_allclose(combine(per_task, "mean", same & [True, True, False, False]),
+                             [0.5, 0.5, 0.3])
+  mixed = np.array([[True, True, False, False], [False, True, True, True],
+                    [True, True, False, False]])
+  np.testing.assert_allclose(combine(per_task, "mean", mixed), [0.5, 0.5 / 3, 0.3])
+  np.testing.assert_allclose(combine(per_task, "median", mixed), [0.9, 0.0, 0.4])
+
+
+def test_first_occurrences_in_order_of_appearance():
+  keys = np.random.default_rng(0).integers(0, 4, (200, 2)).astype(np.uint64)
+  first_seen = {}
+  for row, key in enumerate(map(tuple, keys)):
+    first_seen.setdefault(key, row)
+  first, source = first_occurrences(keys)
+  np.testing.assert_array_equal(first, sorted(first_seen.values()))
+  np.testing.assert_array_equal(keys[first[source]], keys)
+  assert [len(a) for a in first_occurrences(keys[:0])] == [0, 0]
 
 
 def test_median_combination_in_the_evaluator():

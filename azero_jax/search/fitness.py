@@ -89,6 +89,8 @@ def combine(per_task: np.ndarray, mode: str = "mean", mask: np.ndarray | None = 
 
   With `mask` [n, T] each row combines only its masked tasks (in task order, so an all-True mask
   gives exactly the unmasked result); rows with the same mask are combined together."""
+  if mask is not None and len(mask) and (mask == mask[0]).all():  # one pattern (most searches)
+    per_task, mask = per_task[:, mask[0]], None
   if mask is not None:
     combined = np.empty(len(per_task))
     patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
@@ -99,6 +101,21 @@ def combine(per_task: np.ndarray, mode: str = "mean", mask: np.ndarray | None = 
   if mode == "mean":
     return per_task.mean(axis=1)
   return np.sort(per_task, axis=1)[:, per_task.shape[1] // 2]
+
+
+def first_occurrences(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """For rows `keys` [n, 2]: the index of each distinct row's first occurrence, in order of
+  appearance, and for every row the position of its distinct row in that list."""
+  order = np.lexsort(keys.T[::-1])  # stable: equal rows keep their order
+  ordered = keys[order]
+  starts = np.ones(len(keys), dtype=bool)
+  starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+  group = np.empty(len(keys), np.int64)
+  group[order] = np.cumsum(starts) - 1  # distinct rows numbered in sorted order
+  first = order[starts]
+  rank = np.empty(first.size, np.int64)
+  rank[np.argsort(first)] = np.arange(first.size)
+  return np.sort(first), rank[group]
 
 
 def compact_bucket(count: int, largest: int, minimum: int = 16) -> int:
@@ -339,14 +356,9 @@ class SearchEvaluator:
     # Read now: another batch's fingerprints may evict these entries before this batch's.
     memoised = self._memo.values(slots[found])
     missing = np.flatnonzero(~found)
-    _, first, group = np.unique(program_keys[missing], axis=0, return_index=True,
-                                return_inverse=True)
-    order = np.argsort(first)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    todo = missing[first[order]]  # the rows to fingerprint
+    first, source = first_occurrences(program_keys[missing])
+    todo = missing[first]  # the rows to fingerprint
     results = self._dispatch_fingerprints(stripped.take(todo)) if todo.size else None
-    source = rank[group.ravel()]  # the todo position of each missing row's program
     return program_keys, found, memoised, todo, source, results
 
   def _fingerprints(self, memo, allowed: np.ndarray):
