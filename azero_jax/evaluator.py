@@ -542,8 +542,6 @@ def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
         execution=choose_execution(config, features, packed, plans, counts))
   plans = (None,) * 3 if config.execution == "select" else jax.device_put(plans, split)
   table = jax.device_put(np.concatenate([c.table for c in packed], axis=1), split)
-  if row_folds is not None and (row_folds == row_folds[0]).all():
-    key, fold, row_folds = key[int(row_folds[0, 0])], int(row_folds[0, 1]), None  # one key
   if row_folds is not None:
     row_folds = jax.device_put(np.asarray(row_folds, np.int32), split)
   counts = np.array([*counts, 0 if fold is None else fold], np.int32)

@@ -39,10 +39,13 @@ def test_an_island_evaluates_only_its_familys_tasks(monkeypatch, fec):
   calls = []  # (tasks in the call, islands of its rows)
   run_packed = evaluator.run_packed
 
-  def counting(config, packed, tasks, keys, row_folds=None):
+  def counting(config, packed, tasks, key, fold=None, row_folds=None):
     if row_folds is not None:  # a full run (padding rows copy the first row's island)
       calls.append((tasks.x_train.shape[0], set(np.asarray(row_folds)[:, 0].tolist())))
-    return run_packed(config, packed, tasks, keys, row_folds=row_folds)
+    elif fold is not None:  # a full run of one island's rows, with that island's key
+      calls.append((tasks.x_train.shape[0],
+                    {k for k, own in enumerate(search._island_keys) if own is key}))
+    return run_packed(config, packed, tasks, key, fold=fold, row_folds=row_folds)
 
   monkeypatch.setattr(fitness.evaluator, "run_packed", counting)
   batch = varied_programs(BATCH)

@@ -195,7 +195,8 @@ class SearchEvaluator:
     self.stopped_at_hurdle = 0  # programs not evaluated beyond the hurdle tasks
     # Fingerprint keys and steps by stripped program and allowed tasks.
     self._memo = FingerprintMemo(fec.cache_size, len(self.tasks)) if fec else None
-    self._keys = evaluator.replicated(keys)
+    self._keys = evaluator.replicated(keys)  # [K], for batches of several islands
+    self._island_keys = [evaluator.replicated(key) for key in keys]  # for one island's batch
     self._fec_key = evaluator.replicated(jax.random.key(FEC_SEED))
     self._calls = np.zeros(self.num_islands, np.int64)  # full-run calls per island
     op_sets = tuple(evaluator.normalize_op_set(ops_) for ops_ in op_lists)
@@ -437,14 +438,18 @@ class SearchEvaluator:
     self.full_evaluations += rows.size
     size = compact_bucket(rows.size, self.bucket)
     packed = evaluator.pad_population(stripped.take(rows), size)
-    row_folds = np.zeros((size, 2), np.int64)  # padding rows copy the first row's key
-    row_folds[:, 0] = islands[rows[0]]
-    row_folds[:, 1] = self._calls[islands[rows[0]]]
-    row_folds[:rows.size, 0] = islands[rows]
-    row_folds[:rows.size, 1] = self._calls[islands[rows]]
-    self._calls[np.unique(islands[rows])] += 1
-    return rows, groups, [evaluator.run_packed(group.config, packed, group.tasks, self._keys,
-                                               row_folds=row_folds) for group in groups]
+    owners = islands[rows]
+    if (owners == owners[0]).all():  # one island's key, folded with its call count
+      keys = {"key": self._island_keys[owners[0]], "fold": int(self._calls[owners[0]])}
+    else:
+      row_folds = np.zeros((size, 2), np.int64)  # padding rows copy the first row's key
+      row_folds[:] = owners[0], self._calls[owners[0]]
+      row_folds[:rows.size, 0] = owners
+      row_folds[:rows.size, 1] = self._calls[owners]
+      keys = {"key": self._keys, "row_folds": row_folds}
+    self._calls[np.unique(owners)] += 1
+    return rows, groups, [evaluator.run_packed(group.config, packed, group.tasks, **keys)
+                          for group in groups]
 
   def _collect_run(self, dispatched, count: int, allowed: np.ndarray):
     """Full-run fitness and train steps [n, T] (0 for rows not run and tasks not allowed)."""
