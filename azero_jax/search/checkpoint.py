@@ -52,8 +52,8 @@ from azero_jax.search.fec import FecState
 from azero_jax.search.random_search import RandomSearchState
 
 FORMAT = "azero_jax search checkpoint"
-FORMAT_VERSION = 4  # 2: programs as packed tables; FEC keys as float64 rows; 3: islands;
-# 4: FEC keys as uint64
+FORMAT_VERSION = 5  # 2: programs as packed tables; FEC keys as float64 rows; 3: islands;
+# 4: FEC keys as uint64; 5: FEC keys hashed in one pass over the words
 KEEP = 2  # checkpoints kept: the newest and one to fall back to
 _NAME = re.compile(r"ckpt-(\d+)\.npz")
 _UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)

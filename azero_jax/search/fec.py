@@ -38,6 +38,13 @@ def _words(column: np.ndarray) -> np.ndarray:
   return column.astype(np.uint64)
 
 
+def _salted(words: np.ndarray, place: int = 0) -> np.ndarray:
+  """Each word of [n, k] uint64 `words` mixed with its place in the row (`place` onwards)."""
+  salts = _mix(np.arange(place, place + words.shape[1], dtype=np.uint64)
+               + np.uint64(0x9E3779B97F4A7C15))
+  return _mix(words + salts)
+
+
 def row_hashes(*columns) -> np.ndarray:
   """[n, 2] uint64: two 64-bit hashes of each row's exact values in `columns` ([n, k] arrays).
 
@@ -50,13 +57,10 @@ def row_hashes(*columns) -> np.ndarray:
   place = 0
   with np.errstate(over="ignore"):
     for column in columns:
-      words = _words(column)
-      salts = _mix(np.arange(place, place + words.shape[1], dtype=np.uint64)
-                   + np.uint64(0x9E3779B97F4A7C15))
-      mixed = _mix(words + salts)
+      mixed = _salted(_words(column), place)
       sums += mixed.sum(axis=1, dtype=np.uint64)
       xors ^= np.bitwise_xor.reduce(mixed, axis=1)
-      place += words.shape[1]
+      place += mixed.shape[1]
   return np.stack([sums, xors], axis=1)
 
 
@@ -83,7 +87,9 @@ def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) ->
   """One 64-bit cache key per lane: errors [n, a] and [n, b], task index [n] and full-run N [n].
 
   A key hashes the exact float64 bits of (a, b, task index, N, train errors, valid errors), as
-  the original hashes its fingerprints to 64 bits (-0.0 folded into +0.0, every NaN into one).
+  the original hashes its fingerprints to 64 bits (-0.0 folded into +0.0, every NaN into one):
+  the mixed sum of the words, each mixed with its place (as `row_hashes`, in one pass over the
+  lanes; keys differ when one word does, and otherwise with probability ~2^-64).
   """
   train = np.asarray(train_errors, dtype=np.float64)
   valid = np.asarray(valid_errors, dtype=np.float64)
@@ -93,11 +99,8 @@ def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) ->
                     axis=1).astype(np.float64)
   errors = np.concatenate([train, valid], axis=1) + 0.0  # -0.0 + 0.0 == +0.0
   words = np.concatenate([header, np.where(np.isnan(errors), np.nan, errors)], axis=1)
-  keys = np.full(count, 42, np.uint64)
   with np.errstate(over="ignore"):
-    for column in np.ascontiguousarray(words).view(np.uint64).T:
-      keys = _mix(keys ^ _mix(column + np.uint64(0x9E3779B97F4A7C15)))
-  return keys
+    return _mix(_salted(np.ascontiguousarray(words).view(np.uint64)).sum(axis=1, dtype=np.uint64))
 
 
 class BatchLookup(NamedTuple):
