@@ -193,15 +193,17 @@ class OneAtATime:
       entry[0] = value
 
 
-@pytest.mark.parametrize("cache_size,forget_every", [(3, 0), (3, 2), (5, 3), (8, 4), (100, 3)])
-def test_lookup_batch_equals_looking_the_keys_up_one_at_a_time(cache_size, forget_every):
+@pytest.mark.parametrize("cache_size,forget_every,num_keys", [
+    (3, 0, 12), (3, 2, 12), (5, 3, 12), (8, 4, 12), (100, 3, 12), (40, 0, 60), (40, 5, 60)])
+def test_lookup_batch_equals_looking_the_keys_up_one_at_a_time(cache_size, forget_every,
+                                                                 num_keys):
   """Random batches with many repeats, evictions and forgetting: the outcome of every batch and
   the cache after it (LRU order, fitness, counts) equal the one-at-a-time original's."""
   rng = np.random.default_rng(cache_size * 10 + forget_every)
   cache, reference = FecCache(cache_size, forget_every), OneAtATime(cache_size, forget_every)
   num_batches = 150
   for batch in range(num_batches):
-    keys = rng.integers(0, 12, rng.integers(1, 16)).tolist()
+    keys = rng.integers(0, num_keys, rng.integers(1, 16)).tolist()
     found = cache.lookup_batch(keys)
     fitness, missed, pending = reference.lookup_batch(keys)
     assert found.fitness.tolist() == fitness, batch
@@ -215,10 +217,11 @@ def test_lookup_batch_equals_looking_the_keys_up_one_at_a_time(cache_size, forge
     assert state.fitness.tolist() == [entry[0] for entry in reference.entries.values()], batch
     assert state.counts.tolist() == [entry[1] for entry in reference.entries.values()], batch
     assert (state.hits, state.misses) == (reference.hits, reference.misses), batch
-  # Both paths were checked: the sequential one serves the batches where an eviction meets a
-  # key of the batch (only with fewer slots than keys), the array path the others.
+  # Every path was checked (only with fewer slots than keys do evictions meet keys of the
+  # batch): the array path, its evictions of keys the batch uses later, and the sequential path
+  # for batches that would evict more than the entries the batch leaves unused.
   assert cache.sequential_batches < num_batches
-  assert (cache.sequential_batches > 0) == (cache_size < 12)
+  assert (cache.conflicted_batches > 0) == (cache_size < num_keys)
 
 
 def test_row_hashes_are_equal_for_equal_rows_and_differ_in_both_halves_for_any_change():

@@ -136,9 +136,11 @@ class FecCache:
 
   A batch of lookups is array work: each key's hits, misses and forgetting within the batch
   follow from its count and its occurrences (a cycle of one miss and up to forget_every - 1
-  hits), the evictions from the running size. The result is that of looking the keys up one
-  after another, as the original does; where it could differ (an entry about to be evicted is
-  used in the same batch), the batch is looked up one key at a time instead.
+  hits), the evictions from the running size. Each eviction takes the least recently used entry
+  the batch has not used yet; an entry it takes before the batch's first use of it turns that use
+  into a miss (more misses, more evictions: `_plan` iterates to the fixed point). The result is
+  that of looking the keys up one after another, as the original does; a batch that would evict
+  more entries than it leaves alone is looked up one key at a time instead.
   """
 
   def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE,
@@ -152,6 +154,7 @@ class FecCache:
     self.hits = 0
     self.misses = 0
     self.sequential_batches = 0  # batches that needed the one-key-at-a-time path
+    self.conflicted_batches = 0  # batches whose evictions reached keys they look up later
     self.restore(FecState(np.zeros(0, np.uint64), np.zeros(0), np.zeros(0, np.int64), 0, 0))
 
   def __len__(self) -> int:
@@ -319,8 +322,13 @@ class FecCache:
       self._free(self._victims(count))
 
   def _plan(self, keys: np.ndarray):
-    """The batch's outcome as arrays, or None where the one-at-a-time path is needed."""
-    size, forget = keys.size, self.forget_every
+    """The batch's outcome as arrays, or None where the one-at-a-time path is needed.
+
+    Old entries (present before the batch) that the batch's evictions reach before their first
+    use are looked up as absent. Which those are depends on the evictions, which depend on the
+    misses: starting from none, the set is recomputed until it stays the same (`_evicted`).
+    """
+    size = keys.size
     by_key = np.argsort(keys, kind="stable")  # positions grouped by key, in batch order
     ordered = keys[by_key]
     first = np.ones(size, bool)
@@ -332,7 +340,28 @@ class FecCache:
     key_of[by_key] = group
     key_rank = np.empty(size, np.int64)  # how many earlier positions hold the same key
     key_rank[by_key] = np.arange(size) - starts[group]
+    grouping = (by_key, starts, occurrences, key_of, key_rank)
     entry = self._find(unique)
+    first_use = by_key[starts]  # each distinct key's first position
+    evicted = np.zeros(unique.size, bool)  # old entries evicted before their first use
+    for _ in range(8):
+      plan = self._outcome(unique, np.where(evicted, -1, entry), grouping)
+      walk = self._evicted(plan[2], entry, first_use)
+      if walk is None:
+        return None
+      victims, now_evicted = walk
+      if np.array_equal(now_evicted, evicted):
+        found, final, _ = plan
+        return found, (*final, victims)
+      self.conflicted_batches += not evicted.any()
+      evicted = now_evicted
+    return None
+
+  def _outcome(self, unique, entry, grouping):
+    """What each position finds given which keys are present (`entry` >= 0), the keys' final
+    state, and the evictions: at each position, how many happened up to it."""
+    by_key, starts, occurrences, key_of, key_rank = grouping
+    size, forget = key_of.size, self.forget_every
     present = entry >= 0
     count0, old_value = np.zeros(unique.size, np.int64), np.zeros(unique.size)
     count0[present] = self._counts[entry[present]]
@@ -349,20 +378,8 @@ class FecCache:
     forgets = (old_hit & (key_rank == last_old[key_of]) & bool(forget)) | (
         bool(forget) & (phase == cycle - 1))
     # Running size (each miss adds an entry, each forgetting hit removes one) -> evictions.
-    delta = miss.astype(np.int64) - forgets
-    peak = len(self) + (np.cumsum(delta).max() if size else 0)
-    evictions = max(0, int(peak) - self.cache_size)
-    touched = entry[present]
-    if evictions:
-      if evictions > len(self) - touched.size:
-        return None
-      victims = self._victims(evictions)
-      used = np.zeros(self._stamps.size, bool)
-      used[touched] = True
-      if used[victims].any():
-        return None
-    else:
-      victims = np.zeros(0, np.int64)
+    running = len(self) + np.cumsum(miss.astype(np.int64) - forgets)
+    evictions = np.maximum(np.maximum.accumulate(running) - self.cache_size, 0)
     # What each position found.
     positions = np.arange(size)
     fitness = np.where(old_hit, old_value[key_of], 0.0)
@@ -376,11 +393,45 @@ class FecCache:
     last_phase = phase[last]
     final_count = np.where(last_phase < 0, count0 + occurrences, last_phase + 1)
     filled_by = np.where(last_phase < 0, -1, np.searchsorted(missed, source[last]))
-    final = (unique, entry, forgets[last], final_count, last, filled_by, victims, size)
-    return BatchLookup(fitness, missed, pending), final
+    final = (unique, entry, forgets[last], final_count, last, filled_by, size)
+    return BatchLookup(fitness, missed, pending), final, evictions
+
+  def _evicted(self, evictions: np.ndarray, entry: np.ndarray, first_use: np.ndarray):
+    """The slots the batch's evictions free, in order, and which of the batch's keys they reach
+    before their first use; None if they would need entries the batch has used (more evictions
+    than the entries it leaves alone: then the batch is looked up one key at a time).
+
+    `evictions` counts the evictions up to each position. Each evicts the least recently used
+    entry: the oldest entry the batch has not used yet (all the batch's uses are more recent).
+    """
+    count = int(evictions[-1]) if evictions.size else 0
+    if not count:
+      return np.zeros(0, np.int64), np.zeros(entry.size, bool)
+    used = entry >= 0
+    if count > len(self) - int(used.sum()):
+      return None
+    never = evictions.size  # the first use of an entry the batch does not use
+    slot_use = np.full(self._stamps.size, never)
+    slot_use[entry[used]] = first_use[used]
+    oldest = self._victims(count)
+    if (slot_use[oldest] == never).all():  # the oldest entries: none used by the batch
+      return oldest, np.zeros(entry.size, bool)
+    at = np.searchsorted(evictions, np.arange(1, count + 1))  # position of each eviction
+    candidates = self._victims(min(count + int(used.sum()), len(self)))
+    candidates = candidates[np.argsort(self._stamps[candidates])]  # least recent first
+    victims = []
+    for slot, use in zip(candidates.tolist(), slot_use[candidates].tolist()):
+      if use > at[len(victims)]:  # not used before this eviction
+        victims.append(slot)
+        if len(victims) == count:
+          break
+    if len(victims) < count:
+      return None
+    victims = np.array(victims, np.int64)
+    return victims, np.isin(entry, victims) & used
 
   def _apply(self, final) -> None:
-    unique, entry, gone, final_count, last, filled_by, victims, size = final
+    unique, entry, gone, final_count, last, filled_by, size, victims = final
     present = entry >= 0
     stamps = self._clock + last
     self._clock += size
