@@ -18,6 +18,7 @@ import numpy as np
 DEFAULT_CACHE_SIZE = 100_000
 DEFAULT_FORGET_EVERY = 100
 _FREE = np.iinfo(np.int64).max  # the stamp of a free cache slot
+_PLAN_ROUNDS = 8  # fixed-point rounds of a batch's plan before the one-key-at-a-time path
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -344,7 +345,7 @@ class FecCache:
     entry = self._find(unique)
     first_use = by_key[starts]  # each distinct key's first position
     evicted = np.zeros(unique.size, bool)  # old entries evicted before their first use
-    for _ in range(8):
+    for _ in range(_PLAN_ROUNDS):
       plan = self._outcome(unique, np.where(evicted, -1, entry), grouping)
       walk = self._evicted(plan[2], entry, first_use)
       if walk is None:
@@ -353,7 +354,8 @@ class FecCache:
       if np.array_equal(now_evicted, evicted):
         found, final, _ = plan
         return found, (*final, victims)
-      self.conflicted_batches += not evicted.any()
+      if not evicted.any():
+        self.conflicted_batches += 1
       evicted = now_evicted
     return None
 
