@@ -153,6 +153,22 @@ def test_lookup_batch_evicts_like_insert():
   assert 1 not in cache and len(cache) == 2
 
 
+def test_an_eviction_before_a_keys_first_use_in_the_batch_makes_that_use_a_miss():
+  cache = FecCache(cache_size=3)
+  cache.lookup_batch([1, 2, 3])
+  cache.fill([0.1, 0.2, 0.3])
+  # 4 evicts 1 (the least recently used), so 1 misses and evicts 2, and 5 evicts 3.
+  found = cache.lookup_batch([4, 1, 5])
+  assert found.missed.tolist() == [0, 1, 2] and found.pending.size == 0
+  assert cache.state().keys.tolist() == [4, 1, 5]
+  assert (cache.conflicted_batches, cache.sequential_batches) == (1, 0)
+  # 6 evicts 4; 1 was used before the next eviction, which takes 5 instead.
+  cache.fill([0.4, 0.1, 0.5])
+  found = cache.lookup_batch([6, 1, 7])
+  assert found.missed.tolist() == [0, 2] and found.fitness.tolist() == [0.0, 0.1, 0.0]
+  assert cache.state().keys.tolist() == [6, 1, 7] and 5 not in cache
+
+
 class OneAtATime:
   """The original's LRU cache written out: keys looked up one after another, a miss inserting a
   placeholder that `fill` sets once the batch is evaluated."""

@@ -347,7 +347,7 @@ class FecCache:
     evicted = np.zeros(unique.size, bool)  # old entries evicted before their first use
     for _ in range(_PLAN_ROUNDS):
       plan = self._outcome(unique, np.where(evicted, -1, entry), grouping)
-      walk = self._evicted(plan[2], entry, first_use)
+      walk = self._evicted(plan[2], entry, first_use, evicted)
       if walk is None:
         return None
       victims, now_evicted = walk
@@ -398,19 +398,21 @@ class FecCache:
     final = (unique, entry, forgets[last], final_count, last, filled_by, size)
     return BatchLookup(fitness, missed, pending), final, evictions
 
-  def _evicted(self, evictions: np.ndarray, entry: np.ndarray, first_use: np.ndarray):
+  def _evicted(self, evictions: np.ndarray, entry: np.ndarray, first_use: np.ndarray,
+               evicted: np.ndarray):
     """The slots the batch's evictions free, in order, and which of the batch's keys they reach
     before their first use; None if they would need entries the batch has used (more evictions
     than the entries it leaves alone: then the batch is looked up one key at a time).
 
-    `evictions` counts the evictions up to each position. Each evicts the least recently used
-    entry: the oldest entry the batch has not used yet (all the batch's uses are more recent).
+    `evictions` counts the evictions up to each position (given the keys assumed `evicted`
+    before their first use). Each evicts the least recently used entry: the oldest entry the
+    batch has not used yet (all the batch's uses are more recent).
     """
     count = int(evictions[-1]) if evictions.size else 0
     if not count:
       return np.zeros(0, np.int64), np.zeros(entry.size, bool)
     used = entry >= 0
-    if count > len(self) - int(used.sum()):
+    if count > len(self) - int((used & ~evicted).sum()):
       return None
     never = evictions.size  # the first use of an entry the batch does not use
     slot_use = np.full(self._stamps.size, never)
