@@ -233,11 +233,12 @@ def test_lookup_batch_equals_looking_the_keys_up_one_at_a_time(cache_size, forge
     assert state.fitness.tolist() == [entry[0] for entry in reference.entries.values()], batch
     assert state.counts.tolist() == [entry[1] for entry in reference.entries.values()], batch
     assert (state.hits, state.misses) == (reference.hits, reference.misses), batch
-  # Every path was checked (only with fewer slots than keys do evictions meet keys of the
-  # batch): the array path, its evictions of keys the batch uses later, and the sequential path
-  # for batches that would evict more than the entries the batch leaves unused.
+  # Every path was checked: the array path; its evictions of keys the batch uses later (only with
+  # fewer slots than keys); the sequential path for batches that would evict more entries than
+  # they leave alone (only with fewer slots than a batch's keys).
   assert cache.sequential_batches < num_batches
   assert (cache.conflicted_batches > 0) == (cache_size < num_keys)
+  assert (cache.sequential_batches > 0) == (cache_size < 15)  # batches hold up to 15 keys
 
 
 def test_row_hashes_are_equal_for_equal_rows_and_differ_in_both_halves_for_any_change():
