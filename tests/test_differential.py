@@ -93,6 +93,23 @@ def case(request):
   return programs, tasks, eval_type
 
 
+@pytest.fixture(scope="module")
+def interpreted(case):
+  """The interpreter's fitness and train steps for the case's programs, once per dtype (both
+  executions are compared against the same results)."""
+  results = {}
+
+  def of(dtype):
+    if dtype not in results:
+      programs, tasks, _ = case
+      runs = [run(p, t, num_scalars=MEMORY[0], num_vectors=MEMORY[1], num_matrices=MEMORY[2],
+                  dtype=np.dtype(dtype)) for p, t in zip(programs, tasks)]
+      results[dtype] = (np.array([r.fitness for r in runs]),
+                        np.array([r.train_steps for r in runs]))
+    return results[dtype]
+  return of
+
+
 def _batched(programs, tasks, eval_type, dtype, execution):
   packed = ev.pack_population(programs, widths=(16, 16, 16), population_bucket=len(programs))
   batch = ev.stack_tasks(tasks, num_train=32, num_valid=16, num_epochs=2)
@@ -109,13 +126,10 @@ def test_every_shipped_config_is_drawn_from():
 
 @pytest.mark.parametrize("execution", ["select", "compact"])
 @pytest.mark.parametrize("dtype,tolerance", [("float64", 1e-6), ("float32", 1e-3)])
-def test_batched_evaluator_matches_interpreter(case, dtype, tolerance, execution):
+def test_batched_evaluator_matches_interpreter(case, interpreted, dtype, tolerance, execution):
   programs, tasks, eval_type = case
   fitness, steps = _batched(programs, tasks, eval_type, dtype, execution)
-  expected = [run(p, t, num_scalars=MEMORY[0], num_vectors=MEMORY[1], num_matrices=MEMORY[2],
-                  dtype=np.dtype(dtype)) for p, t in zip(programs, tasks)]
-  expected_fitness = np.array([r.fitness for r in expected])
-  expected_steps = np.array([r.train_steps for r in expected])
+  expected_fitness, expected_steps = interpreted(dtype)
   mismatched = np.flatnonzero((np.abs(fitness - expected_fitness) > tolerance)
                               | (steps != expected_steps))
   if dtype == "float32":
