@@ -1,8 +1,9 @@
 """Every shipped flag file runs after the plain install, `pip install -e .` (issue 16).
 
 The plain install leaves out scikit-learn (the `digits` extra) and matplotlib (`plots`); these tests
-hide both, as if they were not installed, and run each flag file of experiments/configs/ for a few
-hundred evaluations with a small population: run_search's files through the driver, the study's
+hide both, as if they were not installed, and run each flag file of experiments/configs/ for a
+hundred evaluations with a population of 20 (the initial population, then eight batches of
+mutated children): run_search's files through the driver, the study's
 (study_*.flags, compare's flags) through experiments.compare. Where a file needs a missing package
 (baseline.flags: the offline digits; compare's plots), the run ends before it starts with one error
 naming the extra to install.
@@ -29,7 +30,7 @@ SEARCH_CONFIGS = sorted(p.name for p in CONFIGS.glob("*.flags") if not p.name.st
 STUDY_CONFIGS = sorted(p.name for p in CONFIGS.glob("study_*.flags"))
 SMALL = ["--population_size=20", "--tournament_size=5", "--batch_size=10", "--progress_every=100",
          "--select_num_tasks=2", "--final_num_tasks=2"]
-EVALUATIONS = 200
+EVALUATIONS = 100
 DIGITS_EXTRA = ('the digits dataset needs scikit-learn, which the plain install leaves out: '
                 'pip install -e ".[digits]"')
 PLOTS_EXTRA = ('plots need matplotlib, which the plain install leaves out: pip install -e '
