@@ -8,6 +8,7 @@ which is deterministic); `test_ops.py` checks their distributions and `test_eval
 both executions draw the same numbers.
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -97,16 +98,13 @@ def case(request):
 def interpreted(case):
   """The interpreter's fitness and train steps for the case's programs, once per dtype (both
   executions are compared against the same results)."""
-  results = {}
+  programs, tasks, _ = case
 
+  @functools.cache
   def of(dtype):
-    if dtype not in results:
-      programs, tasks, _ = case
-      runs = [run(p, t, num_scalars=MEMORY[0], num_vectors=MEMORY[1], num_matrices=MEMORY[2],
-                  dtype=np.dtype(dtype)) for p, t in zip(programs, tasks)]
-      results[dtype] = (np.array([r.fitness for r in runs]),
-                        np.array([r.train_steps for r in runs]))
-    return results[dtype]
+    runs = [run(p, t, num_scalars=MEMORY[0], num_vectors=MEMORY[1], num_matrices=MEMORY[2],
+                dtype=np.dtype(dtype)) for p, t in zip(programs, tasks)]
+    return np.array([r.fitness for r in runs]), np.array([r.train_steps for r in runs])
   return of
 
 
