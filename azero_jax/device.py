@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
@@ -43,6 +44,16 @@ def configure_compilation_cache() -> None:
   if folder:
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+@functools.cache
+def overlaps_host() -> bool:
+  """Whether an evaluator call returns to Python before it has run, so that host work can go on
+  beside it: on accelerators and on one host device. A call sharded over several XLA:CPU host
+  devices returns only once it has run (BUILD_NOTES.md, "Overlap")."""
+  import jax
+
+  return jax.default_backend() != "cpu" or jax.device_count() == 1
 
 
 def describe() -> str:

@@ -5,9 +5,9 @@
 
 Runs the demo's regularized evolution (REFERENCE.md §11.1: P = 1000, T = 10, FEC, 10 linear tasks
 of 100 + 100 examples, random initial programs) on fixed T_search tasks, K islands in lock-step,
-with the driver's step (`--steps=halves`: `driver.step`, with K >= 2 two halves whose host and
-device work overlap, as a run does) or without overlap (`one_batch`: all islands' children asked,
-evaluated and told as one batch).
+with the driver's step (`--steps=driver`: `driver.step` as a run takes it, with K >= 2 in two
+halves whose host and device work overlap where evaluator calls run beside the host), or forced
+to `halves` or `one_batch` (all islands' children asked, evaluated and told as one batch).
 Each row first fills the populations and evolves `--warmup_sweeps` - 1 more sweeps (warm-up:
 compilation of the batch shapes that occur, FEC cache filling), then times at least
 `--individuals` children (all islands together), `--repeats` times in a row, and reports the
@@ -21,6 +21,7 @@ time / wall time; 2.0 = both cores of a 2-core machine busy); FEC hit rate.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -43,10 +44,10 @@ flags.DEFINE_integer("warmup_sweeps", 4, "Sweeps (P children per island) before 
                      lower_bound=1)
 flags.DEFINE_integer("repeats", 2, "Timed runs per row, one after another; the fastest is "
                      "reported.", lower_bound=1)
-flags.DEFINE_list("steps", ["halves"], "How a step runs: halves (the driver's, overlapped) "
-                  "and/or one_batch (no overlap).")
-flags.register_validator("steps", lambda steps: set(steps) <= {"halves", "one_batch"},
-                         "--steps takes halves and/or one_batch")
+flags.DEFINE_list("steps", ["driver"], "How a step runs: driver (the driver's choice), halves "
+                  "(overlapped) and/or one_batch (no overlap).")
+flags.register_validator("steps", lambda steps: set(steps) <= set(STEPS),
+                         "--steps takes driver, halves and/or one_batch")
 FLAGS = flags.FLAGS
 DEMO_FLAGS = "experiments/configs/demo.flags"
 
@@ -74,14 +75,8 @@ class CallCounter:
     return self._run_packed(config, packed, *args, **kwargs)
 
 
-def one_batch_step(strategy, fitness, state, rngs, islands):
-  """A step without overlap: all islands' children asked, evaluated and told as one batch."""
-  children = strategy.ask(state, rngs)
-  evaluation = fitness.evaluate(children, np.repeat(islands, len(children) // len(islands)))
-  return strategy.tell(state, children, evaluation.fitness), None
-
-
-STEPS = {"halves": driver.step, "one_batch": one_batch_step}
+STEPS = {"driver": driver.step, "halves": functools.partial(driver.step, overlap=True),
+         "one_batch": functools.partial(driver.step, overlap=False)}
 
 
 @relaxed_gc()

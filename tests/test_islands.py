@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from search_runs import search_config
@@ -13,6 +14,7 @@ from search_runs import search_config
 from azero_jax.program import Instruction, Program, ProgramBatch
 from azero_jax.search import driver
 from azero_jax.search.evolution import RegularizedEvolution
+from azero_jax.tasks.collections import TaskCollections
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POPULATION = 40
@@ -73,6 +75,30 @@ def test_shared_fec_and_migration_are_deterministic_and_count_all_islands():
   assert first == [r._replace(elapsed_secs=f.elapsed_secs) for r, f in zip(second, first)]
   assert first[0].evaluations == 3 * POPULATION and len(first[0].island_best) == 3
   assert first[-1].best == max(first[-1].island_best)
+
+
+def stepped(overlap: bool, steps: int = 12):
+  """State, last step's train steps and FEC hit rate after `steps` driver steps of 3 islands
+  sharing a cache, in two halves (`overlap`) or one batch."""
+  settings = config("--num_islands=3")
+  seeds = driver.island_seeds(settings.random_seed, settings.num_islands)
+  tasks = TaskCollections(settings.search_tasks, settings.select_tasks,
+                          settings.final_tasks).search_tasks(settings.random_seed)
+  fitness = driver.search_evaluator(settings, tasks, [jax.random.key(seed) for seed in seeds])
+  strategy = driver.make_strategy(settings)
+  state, rngs = strategy.init(len(seeds)), [np.random.default_rng(seed) for seed in seeds]
+  for _ in range(steps):
+    state, used = driver.step(strategy, fitness, state, rngs, np.arange(len(seeds)), overlap)
+  return state, used, fitness.hit_rate
+
+
+def test_a_step_in_two_halves_ends_as_one_batch():
+  halves, one_batch = stepped(overlap=True), stepped(overlap=False)
+  assert halves[2] == one_batch[2] > 0  # the same cache hits
+  np.testing.assert_array_equal(halves[1], one_batch[1])
+  for field in ("fitness", "age_order", "num_individuals"):
+    np.testing.assert_array_equal(getattr(halves[0], field), getattr(one_batch[0], field))
+  assert list(halves[0].programs) == list(one_batch[0].programs)
 
 
 def marked(value: float) -> Program:

@@ -446,17 +446,20 @@ def active_islands(state, train_steps: np.ndarray, population_size: int,
 
 
 def step(strategy, fitness: SearchEvaluator, state, rngs: Sequence[np.random.Generator],
-         islands: np.ndarray):
+         islands: np.ndarray, overlap: bool | None = None):
   """One step of the `islands`: each asks for its children, they are evaluated, and told.
 
-  Two or more islands go in two halves whose host and device work overlap: the second half's
+  With `overlap` (default: where evaluator calls run beside the host, `device.overlaps_host`),
+  two or more islands go in two halves whose host and device work overlap: the second half's
   children are made while the first half's fingerprints run, the first half's FEC lookups run
   while the second half's fingerprints run, and the first half is told while the second half's
   full runs run. Every island draws from its own generator and the cache sees the lookups in the
   same order, so the result is the same as one batch's. With hurdles, each child's hurdle is its
   island's when it was asked for. Returns the state and the train steps used by each island.
   """
-  halves = [islands] if len(islands) < 2 else np.array_split(islands, 2)
+  if overlap is None:
+    overlap = device.overlaps_host()
+  halves = np.array_split(islands, 2) if overlap and len(islands) > 1 else [islands]
   rows = lambda half, children: np.repeat(half, len(children) // len(half))
   batches, stages = [], []
   for half in halves:  # ask, and dispatch the fingerprint run
