@@ -11,6 +11,7 @@ as the original's truncated lists.
 from __future__ import annotations
 
 import collections
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -21,14 +22,24 @@ _FREE = np.iinfo(np.int64).max  # the stamp of a free cache slot
 _PLAN_ROUNDS = 8  # fixed-point rounds of a batch's plan before the one-key-at-a-time path
 
 
-def _mix(values: np.ndarray) -> np.ndarray:
-  """SplitMix64's finaliser: a well-mixed 64-bit function of 64 bits (uint64 arrays wrap)."""
-  values = values ^ (values >> np.uint64(30))
-  values *= np.uint64(0xBF58476D1CE4E5B9)
-  values ^= values >> np.uint64(27)
-  values *= np.uint64(0x94D049BB133111EB)
-  values ^= values >> np.uint64(31)
-  return values
+_SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
+_MULTIPLIERS = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+def _mix(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+  """SplitMix64's finaliser: a well-mixed 64-bit function of 64 bits (uint64 arrays wrap), into
+  `out` (may be `values`; default a new array) through one scratch array: a search hashes
+  arrays of megabytes, and every fresh temporary costs page faults."""
+  out = np.copy(values) if out is None else out
+  if out is not values:
+    out[...] = values
+  scratch = np.right_shift(out, _SHIFTS[0])
+  out ^= scratch
+  for multiplier, shift in zip(_MULTIPLIERS, _SHIFTS[1:]):
+    out *= multiplier
+    np.right_shift(out, shift, out=scratch)
+    out ^= scratch
+  return out
 
 
 def _words(column: np.ndarray) -> np.ndarray:
@@ -39,11 +50,17 @@ def _words(column: np.ndarray) -> np.ndarray:
   return column.astype(np.uint64)
 
 
-def _salted(words: np.ndarray, place: int = 0) -> np.ndarray:
-  """Each word of [n, k] uint64 `words` mixed with its place in the row (`place` onwards)."""
-  salts = _mix(np.arange(place, place + words.shape[1], dtype=np.uint64)
-               + np.uint64(0x9E3779B97F4A7C15))
-  return _mix(words + salts)
+@functools.cache
+def _salts(place: int, count: int) -> np.ndarray:
+  """The salts of the places [place, place + count) in a row."""
+  return _mix(np.arange(place, place + count, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+
+
+def _salted(words: np.ndarray, place: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+  """Each word of [n, k] uint64 `words` mixed with its place in the row (`place` onwards), into
+  `out` (may be `words`; default a new array)."""
+  out = np.add(words, _salts(place, words.shape[1]), out=out)
+  return _mix(out, out=out)
 
 
 def row_hashes(*columns) -> np.ndarray:
@@ -94,14 +111,17 @@ def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) ->
   """
   train = np.asarray(train_errors, dtype=np.float64)
   valid = np.asarray(valid_errors, dtype=np.float64)
-  count = train.shape[0]
-  header = np.stack([np.full(count, train.shape[1]), np.full(count, valid.shape[1]),
-                     np.broadcast_to(task_index, count), np.broadcast_to(num_train_steps, count)],
-                    axis=1).astype(np.float64)
-  errors = np.concatenate([train, valid], axis=1) + 0.0  # -0.0 + 0.0 == +0.0
-  words = np.concatenate([header, np.where(np.isnan(errors), np.nan, errors)], axis=1)
+  (count, a), b = train.shape, valid.shape[1]
+  words = np.empty((count, 4 + a + b))
+  words[:, 0], words[:, 1] = a, b
+  words[:, 2], words[:, 3] = task_index, num_train_steps
+  words[:, 4:4 + a], words[:, 4 + a:] = train, valid
+  errors = words[:, 4:]
+  errors += 0.0  # -0.0 + 0.0 == +0.0
+  errors[np.isnan(errors)] = np.nan
   with np.errstate(over="ignore"):
-    return _mix(_salted(np.ascontiguousarray(words).view(np.uint64)).sum(axis=1, dtype=np.uint64))
+    bits = _salted(words.view(np.uint64), out=words.view(np.uint64))
+    return _mix(bits.sum(axis=1, dtype=np.uint64))
 
 
 class BatchLookup(NamedTuple):
