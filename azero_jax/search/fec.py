@@ -443,15 +443,10 @@ class FecCache:
     at = np.searchsorted(evictions, np.arange(1, count + 1))  # position of each eviction
     candidates = self._victims(min(count + int(used.sum()), len(self)))
     candidates = candidates[np.argsort(self._stamps[candidates])]  # least recent first
-    victims = []
-    for slot, use in zip(candidates.tolist(), slot_use[candidates].tolist()):
-      if use > at[len(victims)]:  # not used before this eviction
-        victims.append(slot)
-        if len(victims) == count:
-          break
-    if len(victims) < count:
+    taken = _taken(slot_use[candidates], at, never)
+    if taken is None:
       return None
-    victims = np.array(victims, np.int64)
+    victims = candidates[taken]
     return victims, np.isin(entry, victims) & used
 
   def _apply(self, final) -> None:
@@ -508,6 +503,25 @@ class FecCache:
     self._set_unfilled(slots, waiting[slots])
     return BatchLookup(np.array(fitness), np.array(missed, np.int64),
                        np.array(pending, np.int64).reshape(-1, 2))
+
+
+def _taken(uses: np.ndarray, at: np.ndarray, never: int) -> np.ndarray | None:
+  """Which candidates (least recent first; `uses`: each one's first use in the batch, `never`
+  if none) the evictions at batch positions `at` (non-decreasing) take, in order, or None if
+  they run out: each takes the next candidate not used before it. A candidate passed over stays
+  passed (its use makes it recent), so only the used candidates need a look, one by one."""
+  count, passed = at.size, []
+  used = np.flatnonzero(uses < never)
+  for index, use in zip(used.tolist(), uses[used].tolist()):
+    eviction = index - len(passed)  # the eviction that reaches this candidate
+    if eviction >= count:
+      break
+    if use <= at[eviction]:
+      passed.append(index)
+  reached = min(uses.size, count + len(passed))
+  if reached - len(passed) < count:
+    return None
+  return np.delete(np.arange(reached), passed)
 
 
 def _merged(keys: np.ndarray, slots: np.ndarray, new_keys: np.ndarray, new_slots: np.ndarray):
