@@ -51,10 +51,13 @@ class _Registers:
     shifts = np.arange(3 * self.span).reshape(3, self.span)
     bits = (np.left_shift(np.uint64(1), shifts.astype(np.uint64)) if self.dtype is np.uint64
             else np.frompyfunc(lambda s: 1 << int(s), 1, 1)(shifts))
-    self._bits = np.concatenate([bits, np.full((1, self.span), self.zero, self.dtype)])
+    self._bits = np.concatenate([bits, np.full((1, self.span), self.zero, self.dtype)]).ravel()
+    # Per op, where its out, in1 and in2 kinds start in `_bits` (absent: the empty last row).
+    self._out_start = np.where(_OUT_KIND >= 0, _OUT_KIND, 3) * self.span
+    self._in_starts = np.where(_IN_KINDS >= 0, _IN_KINDS, 3).T * self.span
 
   def constant(self, kind: str, address: int, count: int) -> np.ndarray:
-    return np.full(count, self._bits[_KINDS[kind], address], self.dtype)
+    return np.full(count, self._bits[_KINDS[kind] * self.span + address], self.dtype)
 
   def slots(self, component: PackedComponent) -> tuple[np.ndarray, np.ndarray]:
     """(bit written, bits read) of every slot, [W, n] (slot-major); padding (NO_OP) writes and
@@ -62,8 +65,8 @@ class _Registers:
     reads its output."""
     fields = component.table[..., :4].astype(np.intp).transpose(2, 1, 0)
     op, in1, in2, out = fields
-    written = self._bits[_OUT_KIND[op], out]
-    read = self._bits[_IN_KINDS[op, 0], in1] | self._bits[_IN_KINDS[op, 1], in2]
+    written = self._bits[self._out_start[op] + out]
+    read = self._bits[self._in_starts[0, op] + in1] | self._bits[self._in_starts[1, op] + in2]
     return written, read | np.where(_PARTIAL[op], written, self.zero)
 
 
@@ -109,9 +112,11 @@ def _compact(component: PackedComponent, kept: np.ndarray, width: int) -> Packed
     raise ValueError(f"{length.max()} live instructions do not fit the packed width {width}")
   rows, slots = np.nonzero(kept)  # row-major: each row's kept slots in order
   places = np.arange(rows.size) - np.repeat(np.cumsum(length) - length, length)
-  table = np.zeros((kept.shape[0], width, component.table.shape[2]), component.table.dtype)
-  table[rows, places] = component.table[rows, slots]
-  return PackedComponent(table, length)
+  count, old_width, fields = component.table.shape
+  table = np.zeros((count * width, fields), component.table.dtype)  # one row per slot
+  table[rows * width + places] = component.table.reshape(-1, fields).take(
+      rows * old_width + slots, axis=0)
+  return PackedComponent(table.reshape(count, width, fields), length)
 
 
 def strip_packed(packed: PackedPopulation, widths=None) -> PackedPopulation:
