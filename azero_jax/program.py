@@ -245,8 +245,14 @@ class PackedPopulation(NamedTuple):
     return tuple(component.table.shape[1] for component in self)
 
   def take(self, rows) -> PackedPopulation:
-    """The programs at `rows` (indices or a slice)."""
-    return PackedPopulation(*(PackedComponent(c.table[rows], c.length[rows]) for c in self))
+    """The programs at `rows` (integer indices or a slice)."""
+    if isinstance(rows, slice):
+      return PackedPopulation(*(PackedComponent(c.table[rows], c.length[rows]) for c in self))
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+      raise TypeError("take: rows must be integer indices or a slice, not a mask")
+    return PackedPopulation(*(PackedComponent(c.table.take(rows, axis=0), c.length.take(rows))
+                              for c in self))
 
   def padded(self, widths: Sequence[int]) -> PackedPopulation:
     """The same programs with each function padded (NO_OP) to at least `widths`."""
