@@ -52,8 +52,10 @@ def _words(column: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def _salts(place: int, count: int) -> np.ndarray:
-  """The salts of the places [place, place + count) in a row."""
-  return _mix(np.arange(place, place + count, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+  """The salts of the places [place, place + count) in a row (read-only: shared)."""
+  salts = _mix(np.arange(place, place + count, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+  salts.flags.writeable = False
+  return salts
 
 
 def _salted(words: np.ndarray, place: int = 0, out: np.ndarray | None = None) -> np.ndarray:
