@@ -1,7 +1,7 @@
 """Search throughput on the demo by number of islands K (or batch size B), in the same run.
 
   python benchmarks/search_throughput.py [--islands=1,4,16,64] [--batch_sizes=250]
-      [--individuals=100000] [--fec_scope=shared] [--steps=halves,one_batch]
+      [--individuals=100000] [--fec_scope=shared] [--steps=driver,halves,one_batch]
 
 Runs the demo's regularized evolution (REFERENCE.md §11.1: P = 1000, T = 10, FEC, 10 linear tasks
 of 100 + 100 examples, random initial programs) on fixed T_search tasks, K islands in lock-step,
