@@ -540,10 +540,12 @@ def run_packed(config: Config, packed: PackedPopulation, tasks: TaskBatch, key,
   if config.execution == "auto":
     config = config._replace(
         execution=choose_execution(config, features, packed, plans, counts))
-  plans = (None,) * 3 if config.execution == "select" else jax.device_put(plans, split)
-  table = jax.device_put(np.concatenate([c.table for c in packed], axis=1), split)
+  # Host arrays go to the compiled call as they are: it places them as its shard_map splits
+  # them, at about half the cost of a `device_put` to the split first.
+  plans = (None,) * 3 if config.execution == "select" else plans
+  table = np.concatenate([c.table for c in packed], axis=1)
   if row_folds is not None:
-    row_folds = jax.device_put(np.asarray(row_folds, np.int32), split)
+    row_folds = np.asarray(row_folds, np.int32)
   counts = np.array([*counts, 0 if fold is None else fold], np.int32)
   result = _evaluate_batch(config, table, packed.widths, plans, counts, tasks, key, paired,
                            fold is not None, num_shards, row_folds)
