@@ -8,10 +8,10 @@ islands (18cc2cc: one population, the demo at B = 250). This machine's speed dri
 days, so both are measured here, alternately: each round runs the old code (a `git archive` of
 `--baseline` in a temporary folder, the demo at B = 250, in a subprocess) and then today's
 (`search_throughput.measure` on the demo at each K of `--islands`, with its `--steps`, in this
-process). Both count the same
-thing: the CPU time of the thread that runs the search (selection, mutation, dead code, FEC,
-packing, call dispatch) per 1,000 children, after the same warm-up (4 sweeps), the faster of two
-timed runs of `--individuals` children. Needs git and the repository's history.
+process). Both count the same thing: the CPU time of the thread that runs the search (selection,
+mutation, dead code, FEC, packing, call dispatch) per 1,000 children, after the same warm-up (4
+sweeps), the faster of two timed runs of `--individuals` children. Needs git and the
+repository's history.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ FLAGS.set_default("individuals", 50000)
 
 # Runs inside the old tree, with its API (one population, `ask(state, rng)`).
 OLD_PROBE = """
-import os, sys, time
+import sys, time
 import jax, numpy as np
 from absl import flags
 from azero_jax.search import driver

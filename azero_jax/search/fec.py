@@ -26,20 +26,17 @@ _SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
 _MULTIPLIERS = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
-def _mix(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-  """SplitMix64's finaliser: a well-mixed 64-bit function of 64 bits (uint64 arrays wrap), into
-  `out` (may be `values`; default a new array) through one scratch array: a search hashes
-  arrays of megabytes, and every fresh temporary costs page faults."""
-  out = np.copy(values) if out is None else out
-  if out is not values:
-    out[...] = values
-  scratch = np.right_shift(out, _SHIFTS[0])
-  out ^= scratch
+def _mix(values: np.ndarray) -> np.ndarray:
+  """SplitMix64's finaliser, a well-mixed 64-bit function of 64 bits, applied to uint64 `values`
+  in place (they wrap) through one scratch array, and returned: a search hashes arrays of
+  megabytes, and every fresh temporary costs page faults."""
+  scratch = np.right_shift(values, _SHIFTS[0])
+  values ^= scratch
   for multiplier, shift in zip(_MULTIPLIERS, _SHIFTS[1:]):
-    out *= multiplier
-    np.right_shift(out, shift, out=scratch)
-    out ^= scratch
-  return out
+    values *= multiplier
+    np.right_shift(values, shift, out=scratch)
+    values ^= scratch
+  return values
 
 
 def _words(column: np.ndarray) -> np.ndarray:
@@ -61,8 +58,7 @@ def _salts(place: int, count: int) -> np.ndarray:
 def _salted(words: np.ndarray, place: int = 0, out: np.ndarray | None = None) -> np.ndarray:
   """Each word of [n, k] uint64 `words` mixed with its place in the row (`place` onwards), into
   `out` (may be `words`; default a new array)."""
-  out = np.add(words, _salts(place, words.shape[1]), out=out)
-  return _mix(out, out=out)
+  return _mix(np.add(words, _salts(place, words.shape[1]), out=out))
 
 
 def row_hashes(*columns) -> np.ndarray:
@@ -122,8 +118,8 @@ def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) ->
   errors += 0.0  # -0.0 + 0.0 == +0.0
   errors[np.isnan(errors)] = np.nan
   with np.errstate(over="ignore"):
-    bits = _salted(words.view(np.uint64), out=words.view(np.uint64))
-    return _mix(bits.sum(axis=1, dtype=np.uint64))
+    bits = words.view(np.uint64)
+    return _mix(_salted(bits, out=bits).sum(axis=1, dtype=np.uint64))
 
 
 class BatchLookup(NamedTuple):
