@@ -6,6 +6,7 @@ import pytest
 
 from azero_jax import evaluator
 from azero_jax.program import Program
+from azero_jax.search import fitness
 from azero_jax.search.budget import TrainBudget
 from azero_jax.search.fitness import (
   FecSpec,
@@ -15,6 +16,7 @@ from azero_jax.search.fitness import (
   fingerprint_task,
   finish,
   first_occurrences,
+  length_groups,
   search_widths,
 )
 from azero_jax.search.generator import LINEAR, InitModel, initial_program
@@ -195,6 +197,54 @@ def test_compact_buckets_halve_the_batch_down_to_the_minimum():
       16, 16, 32, 64, 64, 128, 512, 1024, 1024]
   assert compact_bucket(3, 8) == 8
   assert (compact_bucket(50, 100), compact_bucket(51, 100)) == (50, 100)
+
+
+def test_length_groups_split_the_rows_by_length_where_that_saves_work():
+  rng = np.random.default_rng(0)
+  empty = np.zeros((300, 3), np.int64)  # no Predict, no Learn
+  full = np.tile([10, 2, 8], (300, 1))
+  lengths = np.concatenate([empty, full])[rng.permutation(600)]
+  groups = length_groups(lengths, (100, 100), 10, 1024)
+  assert len(groups) == 2 and sorted(np.concatenate(groups)) == list(range(600))
+  assert (lengths[groups[0]] == 0).all() and (lengths[groups[1]] == [10, 2, 8]).all()
+  # Few rows: a second call would cost more than the slots it saves.
+  assert len(length_groups(lengths[:20], (100, 100), 10, 1024)) == 1
+  assert len(length_groups(full, (100, 100), 10, 1024)) == 1  # one length: one call
+  mixed = rng.integers(0, [11, 3, 9], size=(900, 3))
+  groups = length_groups(mixed, (100, 100), 10, 1024, max_groups=3)
+  assert 2 <= len(groups) <= 3 and sorted(np.concatenate(groups)) == list(range(900))
+  loops = [mixed[g, 1:].sum(axis=1) * 100 + mixed[g, 1] * 100 for g in groups]
+  assert all(a.max() <= b.min() for a, b in zip(loops, loops[1:]))  # shortest first
+
+
+def test_full_runs_split_by_length_give_what_one_call_gives(monkeypatch):
+  """Each row keeps its island's key and call count whichever call runs it: with random draws
+  in Learn, two islands' programs split into calls by length get the fitness of one call."""
+  ops_ = (56, 27, 2, 3, 18, 23, 62)  # and SCALAR_GAUSSIAN_SET
+  randomizer = Randomizer((ops_,) * 3, MEMORY)
+  rng = np.random.default_rng(3)
+  count = 64  # calls of 16 rows (the smallest bucket) then save work
+  programs = [initial_program(InitModel.RANDOM, SIZES, randomizer, rng) for _ in range(count)]
+  programs[:20] = [Program()] * 20  # empty: a class of their own
+  islands = np.arange(count) % 2
+
+  def evaluate():
+    search = SearchEvaluator(TASKS, memory=MEMORY, op_lists=(ops_,) * 3, widths=SIZES,
+                             batch_size=count, keys=jax.random.split(jax.random.key(1), 2))
+    return [search.evaluate(programs, islands).fitness for _ in range(2)]  # two call counts
+
+  monkeypatch.setattr(fitness, "ITERATION_LANES", 0)  # splitting costs only padding
+  monkeypatch.setattr(fitness, "EXAMPLE_LANES", 0)
+  calls, grouped = [], length_groups
+  monkeypatch.setattr(fitness, "length_groups", lambda *args: calls.append(
+      grouped(*args)) or calls[-1])
+  split = evaluate()
+  assert [len(groups) > 1 for groups in calls] == [True, True]
+  monkeypatch.setattr(fitness, "length_groups", lambda lengths, *_: [np.arange(len(lengths))])
+  whole = evaluate()
+  for a, b in zip(split, whole):
+    np.testing.assert_array_equal(a, b)
+  assert len(set(np.round(whole[0], 6))) > 5 and not np.array_equal(whole[0], whole[1])
 
 
 def test_fingerprint_task_takes_the_first_examples_in_stored_order():

@@ -130,6 +130,63 @@ def compact_bucket(count: int, largest: int, minimum: int = 16) -> int:
   return size
 
 
+# The fixed work of a compiled call in lanes' slot work (a slot of one program on one task):
+# ~300 per loop iteration over slots and ~900 per example (XLA:CPU, 2 host devices, demo programs:
+# ~3 and ~9 us against ~10 ns a lane; RESULTS.md, seventh session). Splitting rows into calls by
+# their lengths saves slot work, and each call pays these.
+ITERATION_LANES = 300
+EXAMPLE_LANES = 900
+MAX_LENGTH_GROUPS = 4
+
+
+def length_groups(lengths: np.ndarray, examples: tuple[int, int], num_tasks: int, largest: int,
+                  max_groups: int = MAX_LENGTH_GROUPS) -> list[np.ndarray]:
+  """The rows of stripped programs (`lengths` [n, 3]: Setup, Predict, Learn) split into at most
+  `max_groups` compiled calls so as to minimise the estimated work.
+
+  A call loops as far as its longest Setup, Predict and Learn, padded to `compact_bucket` rows on
+  `num_tasks` tasks with `examples` (train, valid) per epoch, and pays `ITERATION_LANES` per loop
+  iteration and `EXAMPLE_LANES` per example. Stripped programs are short or empty more often than
+  not (the demo: a third have neither Predict nor Learn), so rows of similar length go together.
+  Groups are ranges of the rows sorted by their loop length; returns each group's row indices,
+  shortest first.
+  """
+  train, valid = examples
+  # A row's own loop length but for Setup, which runs once (fewer classes, the same order).
+  own = train * (lengths[:, 1] + lengths[:, 2]) + valid * lengths[:, 1]
+  order = np.argsort(own, kind="stable")
+  starts = np.flatnonzero(np.diff(own[order], prepend=-1))  # each class's first row
+  bounds = np.append(starts, own.size)
+  num_classes = starts.size
+  if num_classes == 1:
+    return [order]
+  # [a, b, 3]: the longest components of classes a..b (a <= b).
+  upper = np.triu(np.ones((num_classes, num_classes), dtype=bool))[..., None]
+  longest = np.maximum.accumulate(
+    np.where(upper, np.maximum.reduceat(lengths[order], starts)[None], 0), axis=1)
+  iterations = (longest[..., 0] + train * (longest[..., 1] + longest[..., 2] + 1)
+                + valid * (longest[..., 1] + 1))
+  fixed = (train + valid) * EXAMPLE_LANES
+  sizes = np.array([compact_bucket(count, largest) for count in (1 << np.arange(
+    int(largest).bit_length()))])  # the compact buckets, ascending
+  rows = np.maximum(bounds[None, 1:] - bounds[:-1, None], 1)
+  padded = sizes[np.minimum(np.searchsorted(sizes, rows), sizes.size - 1)]
+  work = np.where(upper[..., 0], iterations * (ITERATION_LANES + padded * num_tasks) + fixed,
+                  np.inf)
+  # best[g][b]: the least work for classes 0..b in exactly g + 1 calls, first[g][b] the start
+  # of the last of them.
+  best, first = [work[0]], [np.zeros(num_classes, np.int64)]
+  for _ in range(1, max_groups):
+    split = best[-1][:-1, None] + work[1:]  # [a - 1, b]: calls for 0..a - 1, then one for a..b
+    first.append(np.argmin(split, axis=0) + 1)
+    best.append(split.min(axis=0))
+  cuts, end = [], num_classes
+  for calls in range(int(np.argmin([b[-1] for b in best])), -1, -1):
+    cuts.append((int(first[calls][end - 1]), end))
+    end = cuts[-1][0]
+  return [order[bounds[a]:bounds[b]] for a, b in reversed(cuts)]
+
+
 def fingerprint_task(task: Task, num_train: int, num_valid: int) -> Task:
   """The task cut to its first train and valid examples, one epoch in stored order (§4.5)."""
   train, valid = min(num_train, task.num_train_examples), min(num_valid, task.num_valid_examples)
@@ -429,37 +486,47 @@ class SearchEvaluator:
 
   def _dispatch_run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray,
                     islands: np.ndarray, groups: list[_Group]):
-    """Full runs on the `groups`' tasks of the rows in `run` that may train somewhere: (rows,
-    groups, device results per group). Each row's random draws use its island's key folded with
-    the island's full-run call count."""
+    """Full runs on the `groups`' tasks of the rows in `run` that may train somewhere, in calls
+    by length (`length_groups`): [(rows, device results per task group)] per call. Each row's
+    random draws use its island's key folded with the island's full-run call count, whichever
+    call runs it."""
     rows = np.nonzero(run & allowed.any(axis=1))[0]
     if not rows.size:
-      return rows, [], []
+      return groups, []
     self.full_evaluations += rows.size
-    size = compact_bucket(rows.size, self.bucket)
-    packed = evaluator.pad_population(stripped.take(rows), size)
+    programs = stripped.take(rows)
+    lengths = np.stack([c.length for c in programs], axis=1)
+    examples = (max(g.tasks.y_train.shape[1] * g.tasks.orders.shape[1] for g in groups),
+                max(g.tasks.y_valid.shape[1] * g.tasks.orders.shape[1] for g in groups))
     owners = islands[rows]
-    if (owners == owners[0]).all():  # one island's key, folded with its call count
-      keys = {"key": self._island_keys[owners[0]], "fold": int(self._calls[owners[0]])}
-    else:
-      row_folds = np.zeros((size, 2), np.int64)  # padding rows copy the first row's key
-      row_folds[:] = owners[0], self._calls[owners[0]]
-      row_folds[:rows.size, 0] = owners
-      row_folds[:rows.size, 1] = self._calls[owners]
-      keys = {"key": self._keys, "row_folds": row_folds}
+    folds = self._calls[owners]
     self._calls[np.unique(owners)] += 1
-    return rows, groups, [evaluator.run_packed(group.config, packed, group.tasks, **keys)
-                          for group in groups]
+    calls = []
+    for part in length_groups(lengths, examples, len(self.tasks), self.bucket):
+      size = compact_bucket(part.size, self.bucket)
+      packed = evaluator.pad_population(programs.take(part), size)
+      if (owners[part] == owners[0]).all():  # one island's key, folded with its call count
+        keys = {"key": self._island_keys[owners[0]], "fold": int(folds[0])}
+      else:
+        row_folds = np.zeros((size, 2), np.int64)  # padding rows copy the first row's key
+        row_folds[:] = owners[part[0]], folds[part[0]]
+        row_folds[:part.size, 0] = owners[part]
+        row_folds[:part.size, 1] = folds[part]
+        keys = {"key": self._keys, "row_folds": row_folds}
+      calls.append((rows[part], [evaluator.run_packed(group.config, packed, group.tasks, **keys)
+                                 for group in groups]))
+    return groups, calls
 
   def _collect_run(self, dispatched, count: int, allowed: np.ndarray):
     """Full-run fitness and train steps [n, T] (0 for rows not run and tasks not allowed)."""
-    rows, groups, results = dispatched
+    groups, calls = dispatched
     fitness = np.zeros((count, len(self.tasks)))
     steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
-    for group, result in zip(groups, results):
-      columns = np.ix_(rows, group.indices)
-      fitness[columns] = np.asarray(result.fitness, dtype=np.float64)[:rows.size]
-      steps[columns] = np.asarray(result.train_steps)[:rows.size]
+    for rows, results in calls:
+      for group, result in zip(groups, results):
+        columns = np.ix_(rows, group.indices)
+        fitness[columns] = np.asarray(result.fitness, dtype=np.float64)[:rows.size]
+        steps[columns] = np.asarray(result.train_steps)[:rows.size]
     return np.where(allowed, fitness, 0.0), np.where(allowed, steps, 0)
 
 
