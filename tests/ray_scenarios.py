@@ -37,7 +37,7 @@ from experiments import run_search  # noqa: E402
 
 DEMO = f"--flagfile={ROOT / 'experiments' / 'configs' / 'demo.flags'}"
 # The demo's search, small: 100 programs per population, ~1,000 individuals per worker.
-SMALL = ["--random_seed=5", "--population_size=100", "--batch_size=50",
+SMALL = ["--random_seed=5", "--num_islands=1", "--population_size=100", "--batch_size=50",
          "--max_train_steps=1000000", "--migration_every=100", "--migration_size=10",
          "--progress_every=100"]
 TIMEOUT_SECS = 300

@@ -32,11 +32,12 @@ BLOCKS = re.findall(r"^```(\w*)\n(.*?)^```$", README, re.M | re.S)
 # Appended to the README's commands of these entry points: a few hundred evaluations, small
 # selection and final task sets.
 QUICK = {
-    "experiments.run_search": ["--max_experiments=1", "--population_size=20",
+    "experiments.run_search": ["--max_experiments=1", "--num_islands=2", "--population_size=20",
                                "--tournament_size=5", "--batch_size=10", "--progress_every=100",
                                "--max_train_steps=300000", "--select_num_tasks=2",
                                "--final_num_tasks=2"],
-    "experiments.compare": ["--seeds=1", "--evaluations=100", "--population_size=20",
+    "experiments.compare": ["--seeds=1", "--evaluations=100", "--num_islands=2",
+                            "--population_size=20",
                             "--tournament_size=5", "--batch_size=10", "--progress_every=100",
                             "--select_num_tasks=2", "--final_num_tasks=2", "--nobaselines"],
 }

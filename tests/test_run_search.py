@@ -50,8 +50,8 @@ def test_demo_flags_reproduce_run_demo():
   assert demo.init_sizes == (10, 2, 8) and demo.init_model is InitModel.RANDOM
   assert demo.op_lists == ((56, 27, 2, 3, 18, 23),) * 3
   assert (demo.fec.num_train_examples, demo.fec.num_valid_examples) == (10, 10)
-  assert (demo.max_train_steps, demo.max_experiments, demo.sufficient_fitness) == (
-      200_000_000, 0, 0.9999)
+  assert (demo.max_train_steps * demo.num_islands, demo.max_experiments,
+          demo.sufficient_fitness) == (200_000_000, 0, 0.9999)  # the original's budget in all
   assert demo.randomize_task_seeds and demo.random_seed == 0
   assert demo.final_tasks.param_seeds == (2000000,) and demo.final_tasks.num_tasks == 100
   assert demo.mutation_types == (MutationType.ALTER_PARAM, MutationType.RANDOMIZE_INSTRUCTION,
