@@ -487,9 +487,9 @@ class SearchEvaluator:
   def _dispatch_run(self, stripped: PackedPopulation, run: np.ndarray, allowed: np.ndarray,
                     islands: np.ndarray, groups: list[_Group]):
     """Full runs on the `groups`' tasks of the rows in `run` that may train somewhere, in calls
-    by length (`length_groups`): [(rows, device results per task group)] per call. Each row's
-    random draws use its island's key folded with the island's full-run call count, whichever
-    call runs it."""
+    by length (`length_groups`): (groups, [(rows, device results per task group)] per call).
+    Each row's random draws use its island's key folded with the island's full-run call count,
+    whichever call runs it."""
     rows = np.nonzero(run & allowed.any(axis=1))[0]
     if not rows.size:
       return groups, []
