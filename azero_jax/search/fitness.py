@@ -505,11 +505,12 @@ class SearchEvaluator:
     for part in length_groups(lengths, examples, len(self.tasks), self.bucket):
       size = compact_bucket(part.size, self.bucket)
       packed = evaluator.pad_population(programs.take(part), size)
-      if (owners[part] == owners[0]).all():  # one island's key, folded with its call count
-        keys = {"key": self._island_keys[owners[0]], "fold": int(folds[0])}
+      owner = owners[part[0]]
+      if (owners[part] == owner).all():  # one island's key, folded with its call count
+        keys = {"key": self._island_keys[owner], "fold": int(folds[part[0]])}
       else:
         row_folds = np.zeros((size, 2), np.int64)  # padding rows copy the first row's key
-        row_folds[:] = owners[part[0]], folds[part[0]]
+        row_folds[:] = owner, folds[part[0]]
         row_folds[:part.size, 0] = owners[part]
         row_folds[:part.size, 1] = folds[part]
         keys = {"key": self._keys, "row_folds": row_folds}
