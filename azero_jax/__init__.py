@@ -8,7 +8,6 @@ _device.configure_host_devices()
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
-_device.configure_compilation_cache()
 
 from azero_jax.evaluator import evaluate  # noqa: E402
 from azero_jax.ops import OPS, Op  # noqa: E402

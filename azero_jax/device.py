@@ -29,21 +29,12 @@ def configure_host_devices() -> None:
   os.environ["XLA_FLAGS"] = " ".join([flags, *defaults]).strip()
 
 
-def configure_compilation_cache() -> None:
-  """Keeps compiled evaluators on disk, so a run after the first skips most compilation.
-
-  JAX's persistent compilation cache in $AZERO_JAX_CACHE_DIR (default ~/.cache/azero_jax/jax;
-  set it empty to turn the cache off). A user's own JAX_COMPILATION_CACHE_DIR takes precedence.
-  """
-  import jax
-
-  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    return
-  folder = os.environ.get("AZERO_JAX_CACHE_DIR",
-                          os.path.join(os.path.expanduser("~"), ".cache", "azero_jax", "jax"))
-  if folder:
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+def cache_folder(name: str) -> str | None:
+  """$AZERO_JAX_CACHE_DIR/name (default ~/.cache/azero_jax/name), or None where the variable is
+  set empty (caches off). Compiled executables live in `cache_folder("executables")`."""
+  root = os.environ.get("AZERO_JAX_CACHE_DIR",
+                        os.path.join(os.path.expanduser("~"), ".cache", "azero_jax"))
+  return os.path.join(root, name) if root else None
 
 
 @functools.cache

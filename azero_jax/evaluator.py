@@ -22,6 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from azero_jax import ops
+from azero_jax.executables import DiskJit
 from azero_jax.program import (
   COMPONENTS,
   PackedComponent,
@@ -289,7 +290,7 @@ def _flip_and_squash(x):
   return jnp.where(jnp.isfinite(x), squashed, 0.0)
 
 
-@jax.jit
+@functools.partial(DiskJit, static_argnums=())
 def _squashed(negative_rms):
   """RMS fitness from the best epoch's -rms, in a call of its own: inside the evaluator, XLA:CPU
   fused the arctan differently by batch size, changing last bits with the batch's shape."""
@@ -407,7 +408,7 @@ def _evaluate_rows(config: Config, tables, plans, counts, task: TaskBatch, keys)
   return LaneResult(best, steps, None, None)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2, 7, 8, 9))
+@functools.partial(DiskJit, static_argnums=(0, 2, 7, 8, 9))
 def _evaluate_batch(config: Config, table, widths: tuple[int, ...], plans, counts,
                     tasks: TaskBatch, key, paired: bool = False, fold: bool = False,
                     num_shards: int = 1, row_folds=None) -> LaneResult:

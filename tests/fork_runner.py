@@ -3,7 +3,7 @@ which has imported JAX and the package once (a fresh interpreter spends ~2 s imp
 
 Reads one JSON request per line on stdin, {"module", "argv", "cwd", "env"}, and answers each with
 one JSON line, {"returncode", "stdout", "stderr"}. The child changes to `cwd`, adds `env` to its
-environment (and points JAX's compilation cache at its AZERO_JAX_CACHE_DIR), then runs the module
+environment (compiled executables then go to its AZERO_JAX_CACHE_DIR), then runs the module
 as `__main__`; its exit status is what the interpreter's would be. Modules that define flags when
 imported are left for the child to import.
 """
@@ -17,7 +17,6 @@ import traceback
 
 import experiments.compare  # noqa: F401  (defines its flags only as __main__)
 import experiments.run_search  # noqa: F401
-from azero_jax import device
 
 
 def exit_status(code) -> int:
@@ -33,7 +32,6 @@ def exit_status(code) -> int:
 def child(request: dict) -> int:
   os.chdir(request["cwd"])
   os.environ.update(request["env"])
-  device.configure_compilation_cache()
   sys.argv = [request["module"], *request["argv"]]
   sys.modules.pop(request["module"], None)  # as in a fresh interpreter: imported only as __main__
   try:

@@ -55,14 +55,14 @@ def test_new_programs_of_one_shape_compile_once():
   rng = np.random.default_rng(2)
   tasks = [linear_task(4, 20, 10, param_seed=i, data_seed=i) for i in range(3)]
   op_sets = ((56,), (27,), (2, 3, 18, 23))
-  before = ev._evaluate_batch._cache_size()
+  before = ev._evaluate_batch.num_executables()
   results = []
   for _ in range(10):
     lr = Program.from_text(f"def Setup():\n  s2 = {rng.uniform(0.01, 0.5):.3f}\n"
                            "def Predict():\ndef Learn():\n")
     population = [LINEAR.replace(setup=lr.setup)] * 5 + [NO_OP]
     results.append(evaluate(population, tasks, **DEMO_MEMORY, op_sets=op_sets))
-  assert ev._evaluate_batch._cache_size() - before == 1
+  assert ev._evaluate_batch.num_executables() - before == 1
   assert len({round(float(r[0].mean()), 9) for r in results}) > 5  # really different programs
 
 
@@ -186,12 +186,12 @@ def test_compact_execution_compiles_once_for_new_programs():
   """Row lists are data: populations with other ops at other slots reuse the compiled call."""
   tasks = ev.stack_tasks([linear_task(4, 8, 4, param_seed=i, data_seed=i) for i in range(2)])
   config = ev.Config(4, 3, 3, (ALL_OPS,) * 3, execution="compact")
-  before = ev._evaluate_batch._cache_size()
+  before = ev._evaluate_batch.num_executables()
   fitness = [np.asarray(ev.run_packed(config, ev.pack_population(all_op_programs(16, seed),
                                                                  widths=(8, 8, 8)),
                                       tasks, jax.random.key(0)).fitness)
              for seed in range(4)]
-  assert ev._evaluate_batch._cache_size() - before == 1
+  assert ev._evaluate_batch.num_executables() - before == 1
   assert len({f.tobytes() for f in fitness}) == 4
 
 

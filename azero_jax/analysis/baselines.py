@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from azero_jax.executables import DiskJit
 from azero_jax.tasks.task import Task
 
 OPTIMIZERS = {"sgd": optax.sgd, "adam": optax.adam}
@@ -91,7 +92,7 @@ def train_and_score(model: str, eval_type: str, optimizer: str, epochs: int, bat
   return score(model, eval_type, params, x_valid, y_valid)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
+@functools.partial(DiskJit, static_argnums=(0, 1, 2, 3, 4, 5))
 def sweep(model, eval_type, optimizer, epochs, batch_size, hidden, learning_rates, keys,
           x_train, y_train, x_valid, y_valid):
   """Fitness [learning rates, tasks] for stacked tasks [T, n, F]."""
