@@ -4,10 +4,12 @@ JAX's persistent compilation cache skips only XLA's compilation: a process still
 lowers a function for every shape it meets, ~0.45 s for the evaluator here, and a demo run meets
 ~17 shapes. `DiskJit` keeps each executable it compiles, serialized, under a key made of the
 static arguments, the other arguments' shapes, dtypes and placements, and what else shapes the
-program (the package's source, JAX's version, the devices, XLA_FLAGS); a process that meets the
-key again loads the executable (~0.05 s). The package leaves JAX's own cache off: on XLA:CPU an
-executable that it gives back cannot be serialized again (a load of the copy fails with
-"Function ... not found"), so a `DiskJit` keeps only what it compiled itself.
+program (the source of the package modules the function's module uses, JAX's version, the
+devices, XLA_FLAGS); a process that meets the key again loads the executable (~0.05 s).
+
+The package leaves JAX's own persistent cache off: on XLA:CPU an executable that it gives back
+cannot be serialized again (a load of the copy fails with "Function ... not found"), so a
+`DiskJit` keeps only what it compiled itself.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import functools
 import hashlib
 import os
 import pickle
+import sys
 import tempfile
+import types
 from collections.abc import Callable, Sequence
 
 import jax
@@ -62,7 +66,8 @@ class DiskJit:
     folder = self._folder or device.cache_folder("executables")
     path = None
     if folder:
-      key = hashlib.sha256(repr((self.__qualname__, signature, _environment())).encode())
+      key = repr((self.__qualname__, signature, _environment(self.__module__)))
+      key = hashlib.sha256(key.encode())
       path = os.path.join(folder, f"{self.__name__}-{key.hexdigest()[:40]}.pkl")
       try:
         with open(path, "rb") as stored:
@@ -91,17 +96,34 @@ def _placement(leaf):
 
 
 @functools.cache
-def _environment() -> tuple:
-  """What else decides the compiled program: the package's code, JAX, the devices, XLA's flags."""
-  package = os.path.dirname(os.path.abspath(__file__))
+def _environment(module: str) -> tuple:
+  """What else decides a compiled program of `module`: the code of the package modules it uses
+  (`_used_modules`), JAX's version, the devices and XLA's flags."""
   source = hashlib.sha256()
-  for folder, _, names in sorted(os.walk(package)):
-    for name in sorted(n for n in names if n.endswith(".py")):
-      with open(os.path.join(folder, name), "rb") as code:
-        source.update(name.encode() + code.read())
+  for name in _used_modules(module):
+    with open(sys.modules[name].__file__, "rb") as code:
+      source.update(name.encode() + code.read())
   return (source.hexdigest(), jax.__version__, jaxlib.__version__, jax.default_backend(),
           tuple(d.device_kind for d in jax.devices()), os.environ.get("XLA_FLAGS", ""),
           bool(jax.config.jax_enable_x64))
+
+
+def _used_modules(module: str) -> list[str]:
+  """`module` and the package's modules it uses, transitively: those its names refer to (a
+  module, or a function or class defined in one). An edit elsewhere keeps its executables."""
+  package = module.split(".")[0]
+  used, todo = set(), [module]
+  while todo:
+    name = todo.pop()
+    if name in used:
+      continue
+    used.add(name)
+    for value in vars(sys.modules[name]).values():
+      home = value.__name__ if isinstance(value, types.ModuleType) else getattr(
+          value, "__module__", None)
+      if isinstance(home, str) and home.startswith(package + ".") and home in sys.modules:
+        todo.append(home)
+  return sorted(used)
 
 
 class _CacheHits:

@@ -86,3 +86,12 @@ def test_an_executable_from_jax_s_own_cache_is_not_kept(tmp_path):
   assert run() == first  # from JAX's cache: not kept in ours
   assert not list((tmp_path / "ours").iterdir())
   assert run() == first
+
+
+def test_the_evaluator_s_key_covers_the_modules_it_uses_and_no_others():
+  from azero_jax import evaluator  # noqa: F401  (imported: its modules are in sys.modules)
+  from azero_jax.executables import _used_modules
+  used = _used_modules("azero_jax.evaluator")
+  assert {"azero_jax.evaluator", "azero_jax.ops", "azero_jax.program",
+          "azero_jax.tasks.task"} <= set(used)
+  assert not any(name.startswith(("azero_jax.search", "azero_jax.analysis")) for name in used)
