@@ -94,6 +94,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, run_directory: bool = True)
                     "experiment.", **kw)
   flags.DEFINE_float("sufficient_fitness", None, "Stop once the best select fitness exceeds "
                      "this.", **kw)
+  flags.DEFINE_float("stop_search_at", None, "End an experiment's search early, at the end of "
+                     "a sweep, once an island's candidate has a search fitness above this "
+                     "(default: every island spends max_train_steps, as in the original).", **kw)
   flags.DEFINE_enum("strategy", "evolution", STRATEGIES, "Search strategy.", **kw)
   flags.DEFINE_float("success_fitness", 0.9999, "Random search counts the programs whose search "
                      "fitness exceeds this.", **kw)
@@ -231,7 +234,8 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
       train_budget_threshold_factor=fv.train_budget_threshold_factor,
       combination=fv.fitness_combination, max_experiments=fv.max_experiments,
       random_seed=fv.random_seed, randomize_task_seeds=fv.randomize_task_seeds,
-      sufficient_fitness=fv.sufficient_fitness, strategy=fv.strategy,
+      sufficient_fitness=fv.sufficient_fitness, stop_search_at=fv.stop_search_at,
+      strategy=fv.strategy,
       success_fitness=fv.success_fitness, dtype=fv.dtype, max_abs_error=fv.max_abs_error,
       search_task_mix=mix, **island_settings(fv), **hurdle_settings(fv))
 

@@ -147,6 +147,22 @@ def test_same_seed_gives_the_same_output_and_the_original_wording():
   assert tail[8] == "Algorithm found: " and tail[9] == result.best_program.to_text()
 
 
+def test_stop_search_at_ends_the_search_at_the_first_sweep_above_it():
+  full, lines = run_lines()
+  best = [float(line.rsplit("best fit=", 1)[1].split(",")[0])
+          for line in lines if line.startswith("indivs=")]
+  threshold = best[0]  # exceeded later in the run
+  assert max(best) > threshold
+  result, stopped = run_lines(f"--stop_search_at={threshold}")
+  end = stopped.index(f"A candidate's search fitness exceeds {threshold:g}: the search ends here.")
+  assert stopped[end + 1] == "Experiment done. Retrieving candidate algorithm."
+  assert stopped[:end] == lines[:end]  # the same search up to there
+  experiment = result.experiments[0]
+  assert experiment.search_fitness > threshold
+  assert experiment.num_individuals < full.experiments[0].num_individuals
+  assert experiment.num_individuals % 100 == 0  # at the end of a sweep of P = 100
+
+
 def test_random_search_reports_best_ever_and_successes():
   result, lines = run_lines("--strategy=random", "--success_fitness=0.3")
   assert "Running random search experiment (on the T_search tasks)..." in lines

@@ -94,6 +94,7 @@ class SearchConfig:
   random_seed: int = 0  # 0 = from the clock
   randomize_task_seeds: bool = False
   sufficient_fitness: float | None = None  # stop once the best select fitness exceeds it
+  stop_search_at: float | None = None  # end a search once a candidate's fitness exceeds it
   strategy: str = "evolution"
   success_fitness: float = 0.9999  # random search counts programs beating it
   dtype: str = "float32"
@@ -490,9 +491,11 @@ def step(strategy, fitness: SearchEvaluator, state, rngs: Sequence[np.random.Gen
 def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.Generator], *,
                    max_train_steps: int, progress_every: int, write: Callable[[str], None],
                    migration_every: int = 0, migration_size: int = 0, exchange=None,
-                   resume: SearchProgress | None = None, on_progress=_ignore, on_batch=_ignore):
+                   stop_at: float | None = None, resume: SearchProgress | None = None,
+                   on_progress=_ignore, on_batch=_ignore):
   """Asks, evaluates and tells until every island ended a sweep with its step budget spent
-  (§8.2, §8.4); `rngs` holds one generator per island.
+  (§8.2, §8.4), or, with `stop_at`, until a sweep ends with an island's candidate above it;
+  `rngs` holds one generator per island.
 
   `resume` continues from the progress an earlier `on_batch(progress)` saw: it is called after
   every batch that does not end the search. `on_progress(report, candidate)` sees each progress
@@ -528,6 +531,9 @@ def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.
                                  fitness.hit_rate if fitness.caches else None)
         write(progress_line(report))
         on_progress(report, best_candidate(strategy, state))
+      if stop_at is not None and strategy.candidates(state)[1].max() > stop_at:
+        write(f"A candidate's search fitness exceeds {stop_at:g}: the search ends here.")
+        return state, steps
       active = active_islands(state, steps, size, max_train_steps)
       if not active.any():
         return state, steps
@@ -596,7 +602,8 @@ def search_experiment(config: SearchConfig, strategy, collections: TaskCollectio
       strategy, fitness, rngs, max_train_steps=config.max_train_steps,
       progress_every=config.progress_every, write=write,
       migration_every=config.migration_every, migration_size=config.migration_size,
-      exchange=exchange, resume=current.progress, on_progress=on_progress, on_batch=on_batch)
+      exchange=exchange, stop_at=config.stop_search_at, resume=current.progress,
+      on_progress=on_progress, on_batch=on_batch)
   return state, steps, fitness
 
 
