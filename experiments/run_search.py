@@ -94,9 +94,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, run_directory: bool = True)
                     "experiment.", **kw)
   flags.DEFINE_float("sufficient_fitness", None, "Stop once the best select fitness exceeds "
                      "this.", **kw)
-  flags.DEFINE_float("stop_search_at", None, "End an experiment's search early, at the end of "
-                     "a sweep, once an island's candidate has a search fitness above this "
-                     "(default: every island spends max_train_steps, as in the original).", **kw)
+  flags.DEFINE_float("stop_search_at", 0.0, "End an experiment's search early, at the end of "
+                     "a sweep, once the best candidate's search fitness exceeds this and its "
+                     "fitness on a T_select of its own does too (0 = never: every island spends "
+                     "max_train_steps, as in the original).", **kw)
   flags.DEFINE_enum("strategy", "evolution", STRATEGIES, "Search strategy.", **kw)
   flags.DEFINE_float("success_fitness", 0.9999, "Random search counts the programs whose search "
                      "fitness exceeds this.", **kw)

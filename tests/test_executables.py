@@ -9,6 +9,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from azero_jax.executables import DiskJit
 
@@ -19,6 +20,11 @@ traced = []
 def scaled(factor, x):
   traced.append(factor)
   return jnp.sin(x) * factor
+
+
+@pytest.fixture(autouse=True)
+def no_traces_yet():
+  traced.clear()
 
 
 def test_a_second_instance_loads_what_the_first_compiled(tmp_path):
@@ -37,7 +43,6 @@ def test_a_second_instance_loads_what_the_first_compiled(tmp_path):
   second(3.0, x)  # another static argument, and another shape: new executables
   second(2.0, np.zeros(4, np.float32))
   assert (second.compiled, second.num_executables(), len(list(tmp_path.iterdir()))) == (2, 3, 3)
-  traced.clear()
 
 
 def test_an_unreadable_file_is_compiled_again_and_replaced(tmp_path):
@@ -51,7 +56,6 @@ def test_an_unreadable_file_is_compiled_again_and_replaced(tmp_path):
   third = DiskJit(scaled, static_argnums=(0,), folder=str(tmp_path))
   np.testing.assert_array_equal(np.asarray(third(5.0, x)), expected)
   assert (third.compiled, third.loaded) == (0, 1)
-  traced.clear()
 
 
 def test_placement_is_part_of_the_key(tmp_path):
@@ -60,7 +64,6 @@ def test_placement_is_part_of_the_key(tmp_path):
   function(1.0, x)
   function(1.0, jax.device_put(x, jax.devices()[-1]))  # committed to a device
   assert function.num_executables() == 2
-  traced.clear()
 
 
 def test_an_executable_from_jax_s_own_cache_is_not_kept(tmp_path):

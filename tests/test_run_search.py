@@ -52,6 +52,7 @@ def test_demo_flags_reproduce_run_demo():
   assert (demo.fec.num_train_examples, demo.fec.num_valid_examples) == (10, 10)
   assert (demo.max_train_steps * demo.num_islands, demo.max_experiments,
           demo.sufficient_fitness) == (200_000_000, 0, 0.9999)  # the original's budget in all
+  assert demo.stop_search_at == 0.9999 and config("demo", "--stop_search_at=0").stop_search_at == 0
   assert demo.randomize_task_seeds and demo.random_seed == 0
   assert demo.final_tasks.param_seeds == (2000000,) and demo.final_tasks.num_tasks == 100
   assert demo.mutation_types == (MutationType.ALTER_PARAM, MutationType.RANDOMIZE_INSTRUCTION,
@@ -84,6 +85,7 @@ def test_baseline_uses_digits_unless_a_dataset_dir_is_given(tmp_path):
     ("--num_vectors=1", "VECTOR_INNER_PRODUCT reads a v register|none is writable"),
     ("--num_scalars=0", "--num_scalars must be >= 1"),
     ("--max_experiments=-1", "max_experiments must be >= 0"),
+    ("--stop_search_at=-0.5", r"stop_search_at must be >= 0 \(0 = never\)"),
 ])
 def test_bad_flags_get_one_clear_message(flag, message):
   with pytest.raises(ValueError, match=message):
@@ -147,14 +149,17 @@ def test_same_seed_gives_the_same_output_and_the_original_wording():
   assert tail[8] == "Algorithm found: " and tail[9] == result.best_program.to_text()
 
 
-def test_stop_search_at_ends_the_search_at_the_first_sweep_above_it():
+def test_stop_search_at_ends_the_search_once_a_candidate_passes_its_own_selection():
   full, lines = run_lines()
   best = [float(line.rsplit("best fit=", 1)[1].split(",")[0])
           for line in lines if line.startswith("indivs=")]
   threshold = best[0]  # exceeded later in the run
   assert max(best) > threshold
   result, stopped = run_lines(f"--stop_search_at={threshold}")
-  end = stopped.index(f"A candidate's search fitness exceeds {threshold:g}: the search ends here.")
+  (end, line), = [(i, line) for i, line in enumerate(stopped) if "search ends" in line]
+  check = re.fullmatch(r"A candidate of search fitness (\S+) has (\S+) on T_select tasks: the "
+                       r"search ends here\.", line)
+  assert float(check[1]) > threshold and float(check[2]) > threshold
   assert stopped[end + 1] == "Experiment done. Retrieving candidate algorithm."
   assert stopped[:end] == lines[:end]  # the same search up to there
   experiment = result.experiments[0]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -94,7 +95,7 @@ class SearchConfig:
   random_seed: int = 0  # 0 = from the clock
   randomize_task_seeds: bool = False
   sufficient_fitness: float | None = None  # stop once the best select fitness exceeds it
-  stop_search_at: float | None = None  # end a search once a candidate's fitness exceeds it
+  stop_search_at: float = 0.0  # end a search once a candidate's fitness exceeds it; 0 = never
   strategy: str = "evolution"
   success_fitness: float = 0.9999  # random search counts programs beating it
   dtype: str = "float32"
@@ -148,6 +149,8 @@ def validate(config: SearchConfig) -> None:
   check(config.random_seed >= 0, f"random_seed must be >= 0 (0 = from the clock), got "
         f"{config.random_seed}")
   check(config.max_abs_error > 0, f"max_abs_error must be > 0, got {config.max_abs_error}")
+  check(config.stop_search_at >= 0, f"stop_search_at must be >= 0 (0 = never), got "
+        f"{config.stop_search_at}")
   check(config.num_islands >= 1, f"num_islands must be >= 1, got {config.num_islands}")
   check(config.fec_scope in FEC_SCOPES,
         f"fec_scope must be one of {', '.join(FEC_SCOPES)}, got {config.fec_scope!r}")
@@ -491,11 +494,11 @@ def step(strategy, fitness: SearchEvaluator, state, rngs: Sequence[np.random.Gen
 def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.Generator], *,
                    max_train_steps: int, progress_every: int, write: Callable[[str], None],
                    migration_every: int = 0, migration_size: int = 0, exchange=None,
-                   stop_at: float | None = None, resume: SearchProgress | None = None,
-                   on_progress=_ignore, on_batch=_ignore):
+                   stop=None, resume: SearchProgress | None = None, on_progress=_ignore,
+                   on_batch=_ignore):
   """Asks, evaluates and tells until every island ended a sweep with its step budget spent
-  (§8.2, §8.4), or, with `stop_at`, until a sweep ends with an island's candidate above it;
-  `rngs` holds one generator per island.
+  (§8.2, §8.4), or until `stop(candidates, fitness)`, asked at the end of each sweep with the
+  islands' candidates (`selection_stop`), says so; `rngs` holds one generator per island.
 
   `resume` continues from the progress an earlier `on_batch(progress)` saw: it is called after
   every batch that does not end the search. `on_progress(report, candidate)` sees each progress
@@ -531,8 +534,7 @@ def run_experiment(strategy, fitness: SearchEvaluator, rngs: Sequence[np.random.
                                  fitness.hit_rate if fitness.caches else None)
         write(progress_line(report))
         on_progress(report, best_candidate(strategy, state))
-      if stop_at is not None and strategy.candidates(state)[1].max() > stop_at:
-        write(f"A candidate's search fitness exceeds {stop_at:g}: the search ends here.")
+      if stop is not None and stop(*strategy.candidates(state)):
         return state, steps
       active = active_islands(state, steps, size, max_train_steps)
       if not active.any():
@@ -602,9 +604,37 @@ def search_experiment(config: SearchConfig, strategy, collections: TaskCollectio
       strategy, fitness, rngs, max_train_steps=config.max_train_steps,
       progress_every=config.progress_every, write=write,
       migration_every=config.migration_every, migration_size=config.migration_size,
-      exchange=exchange, stop_at=config.stop_search_at, resume=current.progress,
-      on_progress=on_progress, on_batch=on_batch)
+      exchange=exchange, resume=current.progress, on_progress=on_progress, on_batch=on_batch,
+      stop=selection_stop(config, collections, current.key_seeds[0], write)
+      if config.stop_search_at else None)
   return state, steps, fitness
+
+
+def selection_stop(config: SearchConfig, collections: TaskCollections, seed: int,
+                   write: Callable[[str], None]):
+  """`run_experiment`'s `stop` for `--stop_search_at=F`: the best candidate, once its search
+  fitness exceeds F, is evaluated on a T_select of its own (drawn from `seed` where task seeds are
+  randomised; never the experiment's T_select, which is drawn after the search); the search ends
+  when a candidate exceeds F there too. Each program is checked once per process (a resumed run
+  checks again, with the same result: only the check that ends the search prints a line)."""
+  checked = set()
+  tasks = functools.cache(
+      lambda: collections.select_tasks(seed if config.randomize_task_seeds else None))
+
+  def stop(candidates: ProgramBatch, search_fitness: np.ndarray) -> bool:
+    best = int(np.argmax(search_fitness))
+    program = candidates[best]
+    if search_fitness[best] <= config.stop_search_at or program in checked:
+      return False
+    checked.add(program)
+    fitness = float(mean_fitness([program], tasks(), config, seed)[0])
+    if fitness <= config.stop_search_at:
+      return False
+    write(f"A candidate of search fitness {search_fitness[best]:.6f} has {fitness:.6f} on "
+          "T_select tasks: the search ends here.")
+    return True
+
+  return stop
 
 
 def search_outcome(strategy, state, steps: np.ndarray, fitness: SearchEvaluator) -> SearchOutcome:
