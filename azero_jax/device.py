@@ -39,9 +39,9 @@ def cache_folder(name: str) -> str | None:
 
 @functools.cache
 def overlaps_host() -> bool:
-  """Whether an evaluator call returns to Python before it has run, so that host work can go on
-  beside it: on accelerators and on one host device. A call sharded over several XLA:CPU host
-  devices returns only once it has run (BUILD_NOTES.md, "Overlap")."""
+  """Whether host work gains from running beside the evaluator's calls: on accelerators and on
+  one host device. On several XLA:CPU host devices the search thread would take a core from a
+  call that needs all of them (BUILD_NOTES.md, "Overlap")."""
   import jax
 
   return jax.default_backend() != "cpu" or jax.device_count() == 1

@@ -36,10 +36,11 @@ from azero_jax.search import workers  # noqa: E402
 from experiments import run_search  # noqa: E402
 
 DEMO = f"--flagfile={ROOT / 'experiments' / 'configs' / 'demo.flags'}"
-# The demo's search, small: 100 programs per population, ~1,000 individuals per worker.
+# The demo's search, small: 100 programs per population, ~1,000 individuals per worker, each
+# search spending its whole budget.
 SMALL = ["--random_seed=5", "--num_islands=1", "--population_size=100", "--batch_size=50",
          "--max_train_steps=1000000", "--migration_every=100", "--migration_size=10",
-         "--progress_every=100"]
+         "--progress_every=100", "--stop_search_at=0"]
 TIMEOUT_SECS = 300
 
 
