@@ -262,8 +262,9 @@ def test_search_widths_cover_the_initial_program_and_insertions():
 
 def test_a_fingerprint_does_not_depend_on_the_batch_that_computes_it():
   """Fingerprint runs use the batch's compact bucket, which is safe only because no result
-  depends on the compiled batch size (BUILD_NOTES.md, "Shape-dependent bits"): the same program
-  gets the same errors alone (16 lanes) and in a batch of 250 (256 lanes)."""
+  depends on the compiled batch size (BUILD_NOTES.md, "Summation order and shape-independent
+  bits"): the same program gets the same errors alone (16 lanes) and in a batch of 250 (256
+  lanes)."""
   tasks = TaskSpec.parse("linear:features=4,num_tasks=10,num_train_examples=10,"
                          "num_valid_examples=10").build()
   search = SearchEvaluator(tasks, memory=MEMORY, op_lists=(OPS,) * 3, widths=SIZES,
