@@ -613,9 +613,9 @@ def search_experiment(config: SearchConfig, strategy, collections: TaskCollectio
 def selection_stop(config: SearchConfig, collections: TaskCollections, seed: int,
                    write: Callable[[str], None]):
   """`run_experiment`'s `stop` for `--stop_search_at=F`: the best candidate, once its search
-  fitness exceeds F, is evaluated on a T_select of its own (drawn from `seed` where task seeds are
-  randomised; never the experiment's T_select, which is drawn after the search); the search ends
-  when a candidate exceeds F there too. Each program is checked once per process (a resumed run
+  fitness exceeds F, is evaluated on T_select (with randomised task seeds, a draw of its own from
+  `seed`, not the experiment's, which is drawn after the search); the search ends when a candidate
+  exceeds F there too. Each program is checked once per process (a resumed run
   checks again, with the same result: only the check that ends the search prints a line)."""
   checked = set()
   tasks = functools.cache(
