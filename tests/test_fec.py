@@ -5,7 +5,13 @@ import collections
 import numpy as np
 import pytest
 
-from azero_jax.search.fec import FecCache, FingerprintMemo, fingerprint_keys, row_hashes
+from azero_jax.search.fec import (
+  FecCache,
+  FingerprintMemo,
+  fingerprint_keys,
+  grouped,
+  row_hashes,
+)
 
 TRAIN = [0.5, 0.25, 1.0 / 3.0]
 VALID = [0.125, 2.0]
@@ -239,6 +245,19 @@ def test_lookup_batch_equals_looking_the_keys_up_one_at_a_time(cache_size, forge
   assert cache.sequential_batches < num_batches
   assert (cache.conflicted_batches > 0) == (cache_size < num_keys)
   assert (cache.sequential_batches > 0) == (cache_size < 15)  # batches hold up to 15 keys
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000, 70000])
+def test_grouped_is_the_stable_argsort(size):
+  """Keys spread over 64 bits (the one-sort path) and small keys that share their high bits (the
+  fallback) give the stable argsort."""
+  rng = np.random.default_rng(size)
+  for high in (2**64, 2 * size):
+    distinct = rng.integers(0, high, max(size // 3, 1), dtype=np.uint64)
+    keys = distinct[rng.integers(0, distinct.size, size)]
+    order, ordered = grouped(keys)
+    np.testing.assert_array_equal(order, np.argsort(keys, kind="stable"))
+    np.testing.assert_array_equal(ordered, keys[order])
 
 
 def test_row_hashes_are_equal_for_equal_rows_and_differ_in_both_halves_for_any_change():
