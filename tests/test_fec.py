@@ -105,6 +105,18 @@ def test_key_treats_nans_equal():
   assert key([1.0], other_nan, 0, 10) == key([1.0], [np.nan], 0, 10)
 
 
+def test_float32_keys_hash_the_float32_bits():
+  """The evaluator's float32 errors are hashed in their own precision (two to a word): signed
+  zeros and NaNs fold as in float64, one ulp changes the key, an odd count of errors works."""
+  f32 = lambda values: np.array([values], np.float32)
+  f32_key = lambda train, valid: fingerprint_keys(f32(train), f32(valid), [0], [10])[0]
+  nan = np.frombuffer(np.array([0x7FC00001], np.uint32).tobytes(), np.float32)[0]
+  assert f32_key([0.0, 1.0], [-0.0]) == f32_key([-0.0, 1.0], [0.0])
+  assert f32_key([1.0, nan], [2.0]) == f32_key([1.0, np.nan], [2.0])
+  assert f32_key([1.0, 2.0], [3.0]) != f32_key([1.0, np.nextafter(np.float32(2), 3)], [3.0])
+  assert f32_key([1.0, 2.0], [3.0]) != f32_key([1.0], [2.0, 3.0])
+
+
 def test_key_distinguishes_every_part():
   first = key(TRAIN, VALID, 3, 100)
   assert first != key(TRAIN, VALID, 4, 100)  # task index

@@ -2,8 +2,9 @@
 
 The fingerprint of a program on a task is its errors on a short run (10 train, 10 valid examples),
 the task index and the number of train examples of the full run. The original hashes the exact
-float64 errors to 64 bits, and so do we (no truncation, as the original code and unlike the
-paper; two fingerprints share a key with probability ~2^-64). -0.0 is folded into +0.0 and every
+float64 errors to 64 bits, and so do we, from the exact bits of the float32 errors our evaluator
+computes (no truncation, as the original code and unlike the paper; two fingerprints share a key
+with probability ~2^-64). -0.0 is folded into +0.0 and every
 NaN into one NaN. Errors after an abort are NaN, so a fixed-length row carries the same information
 as the original's truncated lists.
 """
@@ -122,24 +123,26 @@ def merge_order(keys: np.ndarray, removed: np.ndarray, new_keys: np.ndarray) -> 
 def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) -> np.ndarray:
   """One 64-bit cache key per lane: errors [n, a] and [n, b], task index [n] and full-run N [n].
 
-  A key hashes the exact float64 bits of (a, b, task index, N, train errors, valid errors), as
-  the original hashes its fingerprints to 64 bits (-0.0 folded into +0.0, every NaN into one):
-  the mixed sum of the words, each mixed with its place (as `row_hashes`, in one pass over the
-  lanes; keys differ when one word does, and otherwise with probability ~2^-64).
+  A key hashes (a, b, task index, N) and the exact bits of the train and valid errors in their
+  own precision (float32 errors, the evaluator's, two to a 64-bit word; others as float64), as the
+  original hashes its fingerprints to 64 bits (-0.0 folded into +0.0, every NaN into one): the
+  mixed sum of the words, each mixed with its place (as `row_hashes`, in one pass over the lanes;
+  keys differ when one word does, and otherwise with probability ~2^-64).
   """
-  train = np.asarray(train_errors, dtype=np.float64)
-  valid = np.asarray(valid_errors, dtype=np.float64)
+  train, valid = np.asarray(train_errors), np.asarray(valid_errors)
+  dtype = np.float32 if train.dtype == valid.dtype == np.float32 else np.float64
   (count, a), b = train.shape, valid.shape[1]
-  words = np.empty((count, 4 + a + b))
+  per_word = 8 // np.dtype(dtype).itemsize
+  errors = np.zeros((count, -(-(a + b) // per_word) * per_word), dtype)
+  errors[:, :a], errors[:, a:a + b] = train, valid
+  errors += dtype(0.0)  # -0.0 + 0.0 == +0.0
+  errors[np.isnan(errors)] = np.nan
+  words = np.empty((count, 4 + errors.shape[1] // per_word), np.uint64)
   words[:, 0], words[:, 1] = a, b
   words[:, 2], words[:, 3] = task_index, num_train_steps
-  words[:, 4:4 + a], words[:, 4 + a:] = train, valid
-  errors = words[:, 4:]
-  errors += 0.0  # -0.0 + 0.0 == +0.0
-  errors[np.isnan(errors)] = np.nan
+  words[:, 4:] = errors.view(np.uint64)
   with np.errstate(over="ignore"):
-    bits = words.view(np.uint64)
-    return _mix(_salted(bits, out=bits).sum(axis=1, dtype=np.uint64))
+    return _mix(_salted(words, out=words).sum(axis=1, dtype=np.uint64))
 
 
 class BatchLookup(NamedTuple):

@@ -447,8 +447,9 @@ class SearchEvaluator:
   def _collect_fingerprints(self, results: list, count: int):
     """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs."""
     width = lambda name: max(getattr(g.fingerprint_tasks, name).shape[-1] for g in self._groups)
-    train = np.full((count, len(self.tasks), width("y_train")), np.nan)
-    valid = np.full((count, len(self.tasks), width("y_valid")), np.nan)
+    dtype = results[0].train_errors.dtype  # the evaluator's precision, whose bits the keys hash
+    train = np.full((count, len(self.tasks), width("y_train")), np.nan, dtype)
+    valid = np.full((count, len(self.tasks), width("y_valid")), np.nan, dtype)
     steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
     for group, result in zip(self._groups, results):
       errors = np.asarray(result.train_errors)[:count]
