@@ -236,8 +236,8 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> SearchConfig:
       combination=fv.fitness_combination, max_experiments=fv.max_experiments,
       random_seed=fv.random_seed, randomize_task_seeds=fv.randomize_task_seeds,
       sufficient_fitness=fv.sufficient_fitness, stop_search_at=fv.stop_search_at,
-      strategy=fv.strategy,
-      success_fitness=fv.success_fitness, dtype=fv.dtype, max_abs_error=fv.max_abs_error,
+      strategy=fv.strategy, success_fitness=fv.success_fitness, dtype=fv.dtype,
+      max_abs_error=fv.max_abs_error,
       search_task_mix=mix, **island_settings(fv), **hurdle_settings(fv))
 
 

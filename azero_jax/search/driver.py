@@ -615,8 +615,8 @@ def selection_stop(config: SearchConfig, collections: TaskCollections, seed: int
   """`run_experiment`'s `stop` for `--stop_search_at=F`: the best candidate, once its search
   fitness exceeds F, is evaluated on T_select (with randomised task seeds, a draw of its own from
   `seed`, not the experiment's, which is drawn after the search); the search ends when a candidate
-  exceeds F there too. Each program is checked once per process (a resumed run
-  checks again, with the same result: only the check that ends the search prints a line)."""
+  exceeds F there too. Each program is checked once per process (a resumed run checks again,
+  with the same result: only the check that ends the search prints a line)."""
   checked = set()
   tasks = functools.cache(
       lambda: collections.select_tasks(seed if config.randomize_task_seeds else None))

@@ -4,9 +4,9 @@ The fingerprint of a program on a task is its errors on a short run (10 train, 1
 the task index and the number of train examples of the full run. The original hashes the exact
 float64 errors to 64 bits, and so do we, from the exact bits of the float32 errors our evaluator
 computes (no truncation, as the original code and unlike the paper; two fingerprints share a key
-with probability ~2^-64). -0.0 is folded into +0.0 and every
-NaN into one NaN. Errors after an abort are NaN, so a fixed-length row carries the same information
-as the original's truncated lists.
+with probability ~2^-64). -0.0 is folded into +0.0 and every NaN into one NaN. Errors after an
+abort are NaN, so a fixed-length row carries the same information as the original's truncated
+lists.
 """
 
 from __future__ import annotations
