@@ -263,8 +263,8 @@ def test_search_widths_cover_the_initial_program_and_insertions():
 def test_a_fingerprint_does_not_depend_on_the_batch_that_computes_it():
   """Fingerprint runs use the batch's compact bucket, which is safe only because no result
   depends on the compiled batch size (BUILD_NOTES.md, "Summation order and shape-independent
-  bits"): the same program gets the same errors alone (16 lanes) and in a batch of 250 (256
-  lanes)."""
+  bits"): the same program gets the same errors (their keys' sums on the device) and steps alone
+  (16 lanes) and in a batch of 250 (256 lanes)."""
   tasks = TaskSpec.parse("linear:features=4,num_tasks=10,num_train_examples=10,"
                          "num_valid_examples=10").build()
   search = SearchEvaluator(tasks, memory=MEMORY, op_lists=(OPS,) * 3, widths=SIZES,
@@ -276,10 +276,11 @@ def test_a_fingerprint_does_not_depend_on_the_batch_that_computes_it():
                                                      packed.size)
   together = run(batch)
   alone = [run(batch.take(slice(row, row + 1))) for row in (0, 130, 249)]
-  for row, errors in zip((0, 130, 249), alone):
-    for whole, single in zip(together, errors):
-      np.testing.assert_array_equal(whole[row], single[0])
-  assert np.isfinite(together[0]).mean() > 0.5  # mostly real errors, not aborted runs
+  for row, (sums, steps) in zip((0, 130, 249), alone):
+    np.testing.assert_array_equal(together[0][row], sums[0])
+    np.testing.assert_array_equal(together[1][row], steps[0])
+  assert (together[1] == 10).mean() > 0.5  # mostly whole runs, not aborted ones
+  assert np.unique(together[0]).size > 100  # distinct programs, distinct errors
 
 
 def test_interleaved_batches_keep_the_fingerprints_they_found_in_the_memo():

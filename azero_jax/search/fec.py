@@ -15,7 +15,11 @@ import collections
 import functools
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from azero_jax.executables import DiskJit
 
 DEFAULT_CACHE_SIZE = 100_000
 DEFAULT_FORGET_EVERY = 100
@@ -27,15 +31,19 @@ _SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
 _MULTIPLIERS = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
-def _mix(values: np.ndarray) -> np.ndarray:
-  """SplitMix64's finaliser, a well-mixed 64-bit function of 64 bits, applied to uint64 `values`
-  in place (they wrap) through one scratch array, and returned: a search hashes arrays of
-  megabytes, and every fresh temporary costs page faults."""
-  scratch = np.right_shift(values, _SHIFTS[0])
+def _mix(values):
+  """SplitMix64's finaliser, a well-mixed 64-bit function of 64 bits, of uint64 `values` (they
+  wrap): NumPy arrays in place through one scratch array (a search hashes arrays of megabytes,
+  and every fresh temporary costs page faults), and returned; traced arrays as new values."""
+  in_place = isinstance(values, np.ndarray)
+  scratch = values >> _SHIFTS[0]
   values ^= scratch
   for multiplier, shift in zip(_MULTIPLIERS, _SHIFTS[1:]):
     values *= multiplier
-    np.right_shift(values, shift, out=scratch)
+    if in_place:
+      np.right_shift(values, shift, out=scratch)
+    else:
+      scratch = values >> shift
     values ^= scratch
   return values
 
@@ -120,29 +128,66 @@ def merge_order(keys: np.ndarray, removed: np.ndarray, new_keys: np.ndarray) -> 
   return source
 
 
+# A fingerprint key's words in a row: a and b (the numbers of train and valid errors), the task
+# index, the full run's N, then the errors.
+_N_PLACE = 3
+_ERRORS_PLACE = 4
+
+
+@functools.partial(DiskJit, static_argnums=(3, 4))
+def error_sums(train_errors, valid_errors, task_index, a: int, b: int):
+  """The part of fingerprint keys that the errors decide, on the device that holds them:
+  errors [..., T, a'] and [..., T, b'] (a' <= a, b' <= b: padded here with NaN), task index [T]
+  -> [..., T] uint64, the sum of every salted word of a key's row but N's (`with_train_steps`
+  adds it). Float32 errors (the evaluator's) are hashed in their own bits, two to a 64-bit word;
+  others as float64. -0.0 becomes +0.0 and every NaN one NaN."""
+  dtype = jnp.float32 if train_errors.dtype == valid_errors.dtype == jnp.float32 else jnp.float64
+  per_word = 8 // jnp.dtype(dtype).itemsize
+  width = -(-(a + b) // per_word) * per_word
+  padding = lambda errors, size: [(0, 0)] * (errors.ndim - 1) + [(0, size - errors.shape[-1])]
+  errors = jnp.concatenate([jnp.pad(train_errors.astype(dtype), padding(train_errors, a),
+                                    constant_values=jnp.nan),
+                            jnp.pad(valid_errors.astype(dtype), padding(valid_errors, b),
+                                    constant_values=jnp.nan)], axis=-1)
+  errors = jnp.pad(errors, padding(errors, width))  # zeros up to whole words
+  errors = jnp.where(errors == 0, jnp.zeros((), dtype), errors)
+  errors = jnp.where(jnp.isnan(errors), jnp.full((), jnp.nan, dtype), errors)
+  shape = errors.shape[:-1]
+  words = jax.lax.bitcast_convert_type(errors.reshape(*shape, width // per_word, per_word),
+                                       jnp.uint64) if per_word > 1 else (
+      jax.lax.bitcast_convert_type(errors, jnp.uint64))
+  head = jnp.stack(jnp.broadcast_arrays(jnp.full(shape, a, jnp.uint64),
+                                        jnp.full(shape, b, jnp.uint64),
+                                        jnp.broadcast_to(task_index.astype(jnp.uint64), shape)),
+                   axis=-1)
+  salted = lambda values, place: _mix(values + _salts(place, values.shape[-1])).sum(
+      axis=-1, dtype=jnp.uint64)
+  return salted(head, 0) + salted(words, _ERRORS_PLACE)
+
+
+def with_train_steps(sums: np.ndarray, num_train_steps) -> np.ndarray:
+  """Fingerprint keys from `error_sums` and each lane's full-run N (broadcast)."""
+  steps = np.broadcast_to(np.asarray(num_train_steps, np.uint64), sums.shape)
+  with np.errstate(over="ignore"):
+    return _mix(sums + _salted(steps.reshape(-1, 1), _N_PLACE).reshape(sums.shape))
+
+
 def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) -> np.ndarray:
   """One 64-bit cache key per lane: errors [n, a] and [n, b], task index [n] and full-run N [n].
 
   A key hashes (a, b, task index, N) and the exact bits of the train and valid errors in their
   own precision (float32 errors, the evaluator's, two to a 64-bit word; others as float64), as the
   original hashes its fingerprints to 64 bits (-0.0 folded into +0.0, every NaN into one): the
-  mixed sum of the words, each mixed with its place (as `row_hashes`, in one pass over the lanes;
-  keys differ when one word does, and otherwise with probability ~2^-64).
+  mixed sum of the words, each mixed with its place (as `row_hashes`; keys differ when one word
+  does, and otherwise with probability ~2^-64). The search computes the errors' part on the
+  device (`error_sums`) and adds N on the host (`with_train_steps`).
   """
   train, valid = np.asarray(train_errors), np.asarray(valid_errors)
-  dtype = np.float32 if train.dtype == valid.dtype == np.float32 else np.float64
-  (count, a), b = train.shape, valid.shape[1]
-  per_word = 8 // np.dtype(dtype).itemsize
-  errors = np.zeros((count, -(-(a + b) // per_word) * per_word), dtype)
-  errors[:, :a], errors[:, a:a + b] = train, valid
-  errors += dtype(0.0)  # -0.0 + 0.0 == +0.0
-  errors[np.isnan(errors)] = np.nan
-  words = np.empty((count, 4 + errors.shape[1] // per_word), np.uint64)
-  words[:, 0], words[:, 1] = a, b
-  words[:, 2], words[:, 3] = task_index, num_train_steps
-  words[:, 4:] = errors.view(np.uint64)
-  with np.errstate(over="ignore"):
-    return _mix(_salted(words, out=words).sum(axis=1, dtype=np.uint64))
+  if train.dtype != np.float32 or valid.dtype != np.float32:
+    train, valid = train.astype(np.float64), valid.astype(np.float64)
+  sums = error_sums(train, valid, np.asarray(task_index, np.int64), train.shape[1],
+                    valid.shape[1])
+  return with_train_steps(np.asarray(sums), num_train_steps)
 
 
 class BatchLookup(NamedTuple):

@@ -56,8 +56,9 @@ from azero_jax.search.fec import (
   DEFAULT_FORGET_EVERY,
   FecCache,
   FingerprintMemo,
-  fingerprint_keys,
+  error_sums,
   row_hashes,
+  with_train_steps,
 )
 from azero_jax.search.randomizer import Memory
 from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
@@ -202,6 +203,7 @@ class _Group(NamedTuple):
   tasks: TaskBatch  # on the devices (evaluator.place_tasks)
   fingerprint_config: evaluator.Config | None
   fingerprint_tasks: TaskBatch | None
+  task_index: jax.Array | None  # `indices` on the devices (fingerprint keys hash them)
 
 
 class SearchEvaluator:
@@ -272,14 +274,15 @@ class SearchEvaluator:
       made = []
       for (_, eval_type), indices in groups.items():
         full = stack_tasks([self.tasks[i] for i in indices])
-        short = short_config = None
+        short = short_config = task_index = None
         if fingerprints:
           short = stack_tasks([fingerprint_task(self.tasks[i], fec.num_train_examples,
                                                 fec.num_valid_examples) for i in indices])
           short_config = config(eval_type, short, True)
           short = evaluator.place_tasks(short, dtype)
+          task_index = evaluator.replicated(np.array(indices))
         made.append(_Group(np.array(indices), config(eval_type, full, False),
-                           evaluator.place_tasks(full, dtype), short_config, short))
+                           evaluator.place_tasks(full, dtype), short_config, short, task_index))
       return made
 
     num_tasks = len(self.tasks)
@@ -426,38 +429,34 @@ class SearchEvaluator:
     steps = np.empty(allowed.shape, np.int64)
     keys[found], steps[found] = memoised
     if todo.size:
-      errors_train, errors_valid, fresh_steps = self._collect_fingerprints(results, todo.size)
-      num_tasks = len(self.tasks)
-      fresh_keys = fingerprint_keys(
-          errors_train.reshape(todo.size * num_tasks, -1),
-          errors_valid.reshape(todo.size * num_tasks, -1),
-          np.tile(np.arange(num_tasks), todo.size),
-          np.where(allowed[todo], self.num_train_steps, 0).ravel()).reshape(todo.size, num_tasks)
+      sums, fresh_steps = self._collect_fingerprints(results, todo.size)
+      fresh_keys = with_train_steps(sums, np.where(allowed[todo], self.num_train_steps, 0))
       keys[~found], steps[~found] = fresh_keys[source], fresh_steps[source]
       self._memo.add(program_keys[todo], fresh_keys, fresh_steps)
     return keys, steps
 
   def _dispatch_fingerprints(self, programs: PackedPopulation) -> list:
-    """The short runs of `programs`, one compiled call per task group (device arrays)."""
+    """The short runs of `programs`, one compiled call per task group, and the sums of their
+    fingerprint keys' error words (`fec.error_sums`, device arrays)."""
     self.fingerprint_runs += programs.size
     packed = evaluator.pad_population(programs, compact_bucket(programs.size, self.bucket))
-    return [evaluator.run_packed(group.fingerprint_config, packed, group.fingerprint_tasks,
-                                 self._fec_key) for group in self._groups]
-
-  def _collect_fingerprints(self, results: list, count: int):
-    """Errors [m, T, a], [m, T, b] and train steps [m, T] of the short runs."""
     width = lambda name: max(getattr(g.fingerprint_tasks, name).shape[-1] for g in self._groups)
-    dtype = results[0].train_errors.dtype  # the evaluator's precision, whose bits the keys hash
-    train = np.full((count, len(self.tasks), width("y_train")), np.nan, dtype)
-    valid = np.full((count, len(self.tasks), width("y_valid")), np.nan, dtype)
+    dispatched = []
+    for group in self._groups:
+      result = evaluator.run_packed(group.fingerprint_config, packed, group.fingerprint_tasks,
+                                    self._fec_key)
+      dispatched.append((error_sums(result.train_errors, result.valid_errors, group.task_index,
+                                    width("y_train"), width("y_valid")), result.train_steps))
+    return dispatched
+
+  def _collect_fingerprints(self, dispatched: list, count: int):
+    """The error sums [m, T] (`fec.error_sums`) and train steps [m, T] of the short runs."""
+    sums = np.zeros((count, len(self.tasks)), np.uint64)
     steps = np.zeros((count, len(self.tasks)), dtype=np.int64)
-    for group, result in zip(self._groups, results):
-      errors = np.asarray(result.train_errors)[:count]
-      train[:, group.indices, :errors.shape[-1]] = errors
-      errors = np.asarray(result.valid_errors)[:count]
-      valid[:, group.indices, :errors.shape[-1]] = errors
-      steps[:, group.indices] = np.asarray(result.train_steps)[:count]
-    return train, valid, steps
+    for group, (group_sums, group_steps) in zip(self._groups, dispatched):
+      sums[:, group.indices] = np.asarray(group_sums)[:count]
+      steps[:, group.indices] = np.asarray(group_steps)[:count]
+    return sums, steps
 
   def _lookup(self, keys: np.ndarray, islands: np.ndarray, todo: np.ndarray):
     """One cache lookup per (program, task) of `keys` [n, T] where `todo` [n, T], in batch order
