@@ -39,12 +39,18 @@ _IN_KINDS = np.array([[_KINDS[k] for k in op.inputs] + [-1] * (2 - op.num_inputs
 _PARTIAL = np.array([op.data in (ops.Data.VECTOR_CONST, ops.Data.MATRIX_CONST) for op in ops.OPS])
 
 
-class _Registers:
-  """Register bits of a batch: kind k, address a is bit k * span + a."""
+def _fields(component: PackedComponent) -> np.ndarray:
+  """op, in1, in2, out of every slot as [4, W, n] integers (each field slot-major, contiguous)."""
+  return np.ascontiguousarray(component.table[..., :4].transpose(2, 1, 0), dtype=np.intp)
 
-  def __init__(self, packed: PackedPopulation):
-    addresses = [c.table[..., 1:4] for c in packed if c.table.size]
-    self.span = max(int(max((a.max() for a in addresses), default=0)) + 1, 2)  # s1 is used
+
+class _Registers:
+  """Register bits of a batch (`_fields` of each component): kind k, address a is bit
+  k * span + a."""
+
+  def __init__(self, fields: list[np.ndarray]):
+    addresses = [f[1:].max() for f in fields if f.size]
+    self.span = max(int(max(addresses, default=0)) + 1, 2)  # s1 is used
     self.dtype = np.uint64 if 3 * self.span <= 64 else object
     self.zero = self.dtype(0) if self.dtype is np.uint64 else 0
     # The bit of (kind, address) at [kind, address]; the last row (kind -1: none) is empty.
@@ -59,11 +65,10 @@ class _Registers:
   def constant(self, kind: str, address: int, count: int) -> np.ndarray:
     return np.full(count, self._bits[_KINDS[kind] * self.span + address], self.dtype)
 
-  def slots(self, component: PackedComponent) -> tuple[np.ndarray, np.ndarray]:
-    """(bit written, bits read) of every slot, [W, n] (slot-major); padding (NO_OP) writes and
-    reads nothing. A vector or matrix const-set writes one element and keeps the rest, so it
-    reads its output."""
-    fields = component.table[..., :4].astype(np.intp).transpose(2, 1, 0)
+  def slots(self, fields: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bit written, bits read) of every slot of a component's `_fields`, [W, n] (slot-major);
+    padding (NO_OP) writes and reads nothing. A vector or matrix const-set writes one element
+    and keeps the rest, so it reads its output."""
     op, in1, in2, out = fields
     written = self._bits[self._out_start[op] + out]
     read = self._bits[self._in_starts[0, op] + in1] | self._bits[self._in_starts[1, op] + in2]
@@ -72,20 +77,25 @@ class _Registers:
 
 def _backward(written: np.ndarray, read: np.ndarray, live: np.ndarray):
   """Registers live at the start of a function given those live at its end, and which slots
-  [W, n] write a live register."""
+  [W, n] write a live register. A slot that writes none leaves `live` as it is (so `live` &
+  ~written changes nothing there), one that does replaces what it writes by what it reads."""
   kept = np.zeros(written.shape, dtype=bool)
+  live, scratch, unwritten = live.copy(), np.empty_like(live), ~written
   for slot in range(written.shape[0] - 1, -1, -1):
-    hit = (written[slot] & live) != 0
-    kept[slot] = hit
-    live = np.where(hit, (live & ~written[slot]) | read[slot], live)
+    np.bitwise_and(written[slot], live, out=scratch)
+    np.not_equal(scratch, 0, out=kept[slot])
+    live &= unwritten[slot]
+    np.multiply(read[slot], kept[slot], out=scratch)
+    live |= scratch
   return live, kept
 
 
 def live_slots(packed: PackedPopulation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """[n, W] per function (Setup, Predict, Learn): whether each slot's result can reach the
   prediction."""
-  registers = _Registers(packed)
-  setup, predict, learn = (registers.slots(component) for component in packed)
+  fields = [_fields(component) for component in packed]
+  registers = _Registers(fields)
+  setup, predict, learn = (registers.slots(component) for component in fields)
   count = packed.size
   harness = registers.constant(ops.SCALAR, 0, count) | registers.constant(ops.VECTOR, 0, count)
   prediction = registers.constant(ops.SCALAR, 1, count)
@@ -110,13 +120,15 @@ def _compact(component: PackedComponent, kept: np.ndarray, width: int) -> Packed
   length = kept.sum(axis=1).astype(np.int32)
   if length.size and length.max() > width:
     raise ValueError(f"{length.max()} live instructions do not fit the packed width {width}")
-  rows, slots = np.nonzero(kept)  # row-major: each row's kept slots in order
-  places = np.arange(rows.size) - np.repeat(np.cumsum(length) - length, length)
   count, old_width, fields = component.table.shape
-  table = np.zeros((count * width, fields), component.table.dtype)  # one row per slot
-  table[rows * width + places] = component.table.reshape(-1, fields).take(
-      rows * old_width + slots, axis=0)
-  return PackedComponent(table.reshape(count, width, fields), length)
+  kept_slots = np.flatnonzero(kept)  # row * old_width + slot: each row's kept slots in order
+  places = np.arange(kept_slots.size) - np.repeat(np.cumsum(length) - length, length)
+  # Each slot's fields as one opaque element: one copy per slot, not one per field.
+  whole = np.dtype((np.void, fields * component.table.itemsize))
+  table = np.zeros(count * width, whole)
+  table[kept_slots // old_width * width + places] = np.ascontiguousarray(
+      component.table).reshape(-1, fields).view(whole).ravel()[kept_slots]
+  return PackedComponent(table.view(component.table.dtype).reshape(count, width, fields), length)
 
 
 def strip_packed(packed: PackedPopulation, widths=None) -> PackedPopulation:
