@@ -8,9 +8,11 @@ import pytest
 from azero_jax.search.fec import (
   FecCache,
   FingerprintMemo,
+  error_sums,
   fingerprint_keys,
   grouped,
   row_hashes,
+  with_train_steps,
 )
 
 TRAIN = [0.5, 0.25, 1.0 / 3.0]
@@ -324,3 +326,17 @@ def test_memo_checks_the_second_half_of_a_key():
   # A key sharing a held first half is not added (the memo only spares recomputation).
   memo.add(np.array([[5, 2]], np.uint64), np.array([[8]], np.uint64), np.array([[4]]))
   assert len(memo) == 1 and memo.values(np.array([0]))[0].tolist() == [[9]]
+
+
+def test_error_sums_pad_narrower_task_groups_with_nan():
+  """A task group with fewer fingerprint examples than the widest hashes its errors padded with
+  NaN to the common width, [programs, tasks, errors] at once, as `fingerprint_keys` does per
+  lane."""
+  rng = np.random.default_rng(0)
+  train, valid = rng.normal(size=(3, 2, 3)).astype(np.float32), np.zeros((3, 2, 1), np.float32)
+  sums = np.asarray(error_sums(train, valid, np.array([5, 7]), 4, 2))
+  padded = lambda errors, width: np.concatenate(
+      [errors, np.full((*errors.shape[:-1], width - errors.shape[-1]), np.nan, np.float32)], -1)
+  lanes = fingerprint_keys(padded(train, 4).reshape(6, 4), padded(valid, 2).reshape(6, 2),
+                           np.tile([5, 7], 3), np.tile([100, 0], 3))
+  np.testing.assert_array_equal(with_train_steps(sums, np.array([100, 0])).ravel(), lanes)
