@@ -82,11 +82,12 @@ def test_first_evaluation_costs_fingerprint_and_full_steps_then_hits_cost_finger
   assert first.fitness[0] == pytest.approx(direct_fitness([LINEAR])[0], abs=1e-6)
 
 
-def test_programs_differing_only_in_dead_code_share_one_entry():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])  # errors hashed in their own bits
+def test_programs_differing_only_in_dead_code_share_one_entry(dtype):
   padded = initial_program(InitModel.LINEAR, SIZES)  # LINEAR plus NO_OPs
   dead = LINEAR.replace(learn=LINEAR.learn + program(learn="s3 = s0 * s0").learn,
                         predict=program(predict="s3 = dot(v0, v0)").predict + LINEAR.predict)
-  search = make()
+  search = make(dtype=dtype)
   result = search.evaluate([LINEAR, padded, dead])
   assert search.full_evaluations == 1 and search.fingerprint_runs == 1
   assert search.caches[0].hits == 2 * NUM_TASKS
