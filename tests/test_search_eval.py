@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from azero_jax import evaluator
-from azero_jax.program import Program
+from azero_jax.program import Program, ProgramBatch
 from azero_jax.search import fitness
 from azero_jax.search.budget import TrainBudget
 from azero_jax.search.fitness import (
@@ -21,7 +21,7 @@ from azero_jax.search.fitness import (
 )
 from azero_jax.search.generator import LINEAR, InitModel, initial_program
 from azero_jax.search.mutator import MutationType, Mutator
-from azero_jax.search.randomizer import Memory, Randomizer
+from azero_jax.search.randomizer import Memory, Randomizer, read_columns
 from azero_jax.tasks.spec import TaskSpec
 
 OPS = (56, 27, 2, 3, 18, 23)  # the demo's ops
@@ -95,6 +95,18 @@ def test_programs_differing_only_in_dead_code_share_one_entry(dtype):
   # Each program pays its fingerprint steps; only the first (the miss) pays a full run.
   assert result.train_steps.tolist() == [NUM_TASKS * (10 + NUM_TRAIN), NUM_TASKS * 10,
                                          NUM_TASKS * 10]
+
+
+def test_programs_differing_only_in_columns_no_op_reads_share_one_memo_entry():
+  """The memo hashes the table columns the search's ops can read (`read_columns`: the demo's
+  ops have no f0-f2); a value left in another column changes nothing the evaluator computes."""
+  assert read_columns(OPS) == 5 and read_columns([56]) == 5 and read_columns([2]) == 4
+  packed = ProgramBatch.of([LINEAR, LINEAR], SIZES).packed
+  packed.learn.table[1, 0, 6] = 0.5  # f1 of a SCALAR_DIFF
+  search = make()
+  result = search.evaluate(ProgramBatch(packed))
+  assert search.fingerprint_runs == 1 and search.full_evaluations == 1
+  assert result.fitness[0] == result.fitness[1]
 
 
 def test_duplicates_in_a_batch_are_evaluated_once_and_count_as_hits():

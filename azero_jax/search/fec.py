@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -49,10 +50,11 @@ def _mix(values):
 
 
 def _words(column: np.ndarray) -> np.ndarray:
-  """The values of an [n, k] array as uint64 words: the bits of float64, the value of integers."""
+  """The values of an [n, ...] array as uint64 words: the bits of float64 (a view where the last
+  axis is contiguous), the value of integers."""
   column = np.asarray(column)
   if column.dtype == np.float64:
-    return np.ascontiguousarray(column).view(np.uint64)
+    return (column if column.strides[-1] == 8 else np.ascontiguousarray(column)).view(np.uint64)
   return column.astype(np.uint64)
 
 
@@ -65,13 +67,14 @@ def _salts(place: int, count: int) -> np.ndarray:
 
 
 def _salted(words: np.ndarray, place: int = 0, out: np.ndarray | None = None) -> np.ndarray:
-  """Each word of [n, k] uint64 `words` mixed with its place in the row (`place` onwards), into
-  `out` (may be `words`; default a new array)."""
-  return _mix(np.add(words, _salts(place, words.shape[1]), out=out))
+  """Each word of [n, ...] uint64 `words` mixed with its place in the row (`place` onwards, in
+  row-major order), into `out` (may be `words`; default a new array)."""
+  row = words.shape[1:]
+  return _mix(np.add(words, _salts(place, math.prod(row)).reshape(row), out=out))
 
 
 def row_hashes(*columns) -> np.ndarray:
-  """[n, 2] uint64: two 64-bit hashes of each row's exact values in `columns` ([n, k] arrays).
+  """[n, 2] uint64: two 64-bit hashes of each row's exact values in `columns` ([n, ...] arrays).
 
   Every word (with its place in the row) is mixed to 64 bits; the row's hashes are the sum and
   the XOR of its mixed words. Rows that differ in one word differ in both; otherwise a pair of
@@ -83,6 +86,7 @@ def row_hashes(*columns) -> np.ndarray:
   with np.errstate(over="ignore"):
     for column in columns:
       mixed = _salted(_words(column), place)
+      mixed = mixed.reshape(count, math.prod(mixed.shape[1:]))
       sums += mixed.sum(axis=1, dtype=np.uint64)
       xors ^= np.bitwise_xor.reduce(mixed, axis=1)
       place += mixed.shape[1]
@@ -602,7 +606,8 @@ def _merged(keys: np.ndarray, slots: np.ndarray, new_keys: np.ndarray, new_slots
 
 class FingerprintMemo:
   """The fingerprint keys and train steps [T] of programs already fingerprinted, by program key
-  (`row_hashes` of the stripped program and its allowed tasks); the oldest entry goes first.
+  (`row_hashes` of the stripped program's readable columns and its allowed tasks); the oldest
+  entry goes first.
 
   The fingerprint run is deterministic, so an entry equals what a new run would give. Entries lie
   in a ring of `capacity` slots, found through the first halves of their keys (sorted) and

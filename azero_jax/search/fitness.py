@@ -60,7 +60,7 @@ from azero_jax.search.fec import (
   row_hashes,
   with_train_steps,
 )
-from azero_jax.search.randomizer import Memory
+from azero_jax.search.randomizer import Memory, read_columns
 from azero_jax.tasks.task import Task, TaskBatch, stack_tasks
 
 FEC_SEED = 235732282  # the original reseeds its FEC RNG to this constant
@@ -259,6 +259,8 @@ class SearchEvaluator:
     self._fec_key = evaluator.replicated(jax.random.key(FEC_SEED))
     self._calls = np.zeros(self.num_islands, np.int64)  # full-run calls per island
     op_sets = tuple(evaluator.normalize_op_set(ops_) for ops_ in op_lists)
+    # Per function, the table columns its instructions can read: the memo's keys hash only these.
+    self._read_columns = tuple(read_columns(op_set) for op_set in op_sets)
 
     def config(eval_type: str, tasks: TaskBatch, record: bool) -> evaluator.Config:
       """The group's evaluator config, its execution chosen once (not on every call)."""
@@ -410,7 +412,8 @@ class SearchEvaluator:
   def _memo_lookup(self, stripped: PackedPopulation, allowed: np.ndarray):
     """Memo lookups, and one fingerprint run dispatched for the programs never fingerprinted
     (each distinct one once, in order of first appearance)."""
-    program_keys = row_hashes(*(c.table.reshape(stripped.size, -1) for c in stripped),
+    program_keys = row_hashes(*(c.table[..., :columns] for c, columns in
+                                zip(stripped, self._read_columns)),
                               *(c.length[:, None] for c in stripped), allowed)
     slots = self._memo.find(program_keys)
     found = slots >= 0

@@ -105,6 +105,15 @@ def _data_plan() -> DataPlan:
 DATA_PLAN = _data_plan()
 
 
+def read_columns(op_set) -> int:
+  """How many leading columns of packed instruction rows instructions of these ops can read: op
+  and addresses, then the data columns up to the last one an op of the set has (the rest are
+  never read, whatever they hold)."""
+  data = [DATA_PLAN.column[op, :DATA_PLAN.num_fields[op]] for op in op_set]
+  return int(max((columns.max() + 1 for columns in data if columns.size),
+                 default=DATA_COLUMNS["activation"]))
+
+
 class AddressPlan(NamedTuple):
   """Per-op arrays (indexed by op id) for drawing addresses in one memory."""
 
