@@ -157,13 +157,10 @@ def error_sums(train_errors, valid_errors, task_index, a: int, b: int):
   errors = jnp.where(errors == 0, jnp.zeros((), dtype), errors)
   errors = jnp.where(jnp.isnan(errors), jnp.full((), jnp.nan, dtype), errors)
   shape = errors.shape[:-1]
-  words = jax.lax.bitcast_convert_type(errors.reshape(*shape, width // per_word, per_word),
-                                       jnp.uint64) if per_word > 1 else (
-      jax.lax.bitcast_convert_type(errors, jnp.uint64))
-  head = jnp.stack(jnp.broadcast_arrays(jnp.full(shape, a, jnp.uint64),
-                                        jnp.full(shape, b, jnp.uint64),
-                                        jnp.broadcast_to(task_index.astype(jnp.uint64), shape)),
-                   axis=-1)
+  words = errors.reshape(*shape, width // per_word, per_word)
+  words = jax.lax.bitcast_convert_type(words if per_word > 1 else words[..., 0], jnp.uint64)
+  head = jnp.stack([jnp.full(shape, a, jnp.uint64), jnp.full(shape, b, jnp.uint64),
+                    jnp.broadcast_to(task_index.astype(jnp.uint64), shape)], axis=-1)
   salted = lambda values, place: _mix(values + _salts(place, values.shape[-1])).sum(
       axis=-1, dtype=jnp.uint64)
   return salted(head, 0) + salted(words, _ERRORS_PLACE)
