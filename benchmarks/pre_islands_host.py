@@ -10,12 +10,15 @@ days, so both are measured here, alternately: each round runs the old code (a `g
 (`search_throughput.measure` on the demo at each K of `--islands`, with its `--steps`, in this
 process). Both count the same thing: the CPU time of the thread that runs the search (selection,
 mutation, dead code, FEC, packing, call dispatch) per 1,000 children, after the same warm-up (4
-sweeps), the faster of two timed runs of `--individuals` children. Needs git and the
-repository's history.
+sweeps), the faster of two timed runs of `--individuals` children. Both also count the three
+stages the issue's ~15 ms counted: the FEC lookups (`SearchEvaluator._lookup`), selection and
+mutation (the strategy's `ask`) and dead code (`strip_packed`), in the last two columns. Needs git
+and the repository's history.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -28,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from azero_jax import device  # noqa: E402
+from azero_jax.search import driver, fitness  # noqa: E402
 from benchmarks import search_throughput  # noqa: E402 (its flags: --islands, --individuals, ...)
 
 flags.DEFINE_string("baseline", "18cc2cc", "The commit before islands.")
@@ -36,12 +40,41 @@ FLAGS = flags.FLAGS
 FLAGS.set_default("islands", ["8"])
 FLAGS.set_default("individuals", 50000)
 
+
+
+def time_stages(stages: dict) -> dict:
+  """Wraps the functions of each stage ({name: [(owner, attribute), ...]}) so that they add their
+  thread CPU seconds to the returned {name: seconds} (zero its values to start again)."""
+  import time  # also runs in the old tree's probe, from this source
+  spent = dict.fromkeys(stages, 0.0)
+
+  def timed(function, name):
+    def run(*args, **kwargs):
+      start = time.thread_time()
+      try:
+        return function(*args, **kwargs)
+      finally:
+        spent[name] += time.thread_time() - start
+    return run
+
+  for name, places in stages.items():
+    for owner, attribute in places:
+      setattr(owner, attribute, timed(getattr(owner, attribute), name))
+  return spent
+
+
+def issue_stages(fitness_module, strategy) -> dict:
+  """The stages the issue's ~15 ms counted (FEC lookups, mutation, dead code) in either code."""
+  return {"FEC lookups": [(fitness_module.SearchEvaluator, "_lookup")],
+          "ask": [(type(strategy), "ask")], "dead code": [(fitness_module, "strip_packed")]}
+
+
 # Runs inside the old tree, with its API (one population, `ask(state, rng)`).
-OLD_PROBE = """
+OLD_PROBE = inspect.getsource(time_stages) + inspect.getsource(issue_stages) + """
 import sys, time
 import jax, numpy as np
 from absl import flags
-from azero_jax.search import driver
+from azero_jax.search import driver, fitness as fitness_module
 from azero_jax.search.gc_tuning import relaxed_gc
 from azero_jax.tasks.collections import TaskCollections
 from experiments import run_search
@@ -59,6 +92,7 @@ def measure(individuals):
   fitness = driver.search_evaluator(config, tasks, jax.random.key(config.random_seed))
   strategy = driver.make_strategy(config)
   state = strategy.init()
+  stages = time_stages(issue_stages(fitness_module, strategy))
   def advance(count):
     nonlocal state
     target = state.num_individuals + count
@@ -68,24 +102,26 @@ def measure(individuals):
   advance(4 * config.population_size)
   rows = []
   for _ in range(2):
+    stages.update(dict.fromkeys(stages, 0.0))
     done, wall, host = state.num_individuals, time.perf_counter(), time.thread_time()
     advance(individuals)
     done = state.num_individuals - done
     wall, host = time.perf_counter() - wall, time.thread_time() - host
-    rows.append((done / wall, 1e6 * host / done))
+    rows.append((done / wall, 1e6 * host / done, 1e6 * sum(stages.values()) / done))
   return max(rows)
 
 print(*measure(int(sys.argv[1])))
 """
 
 
-def old_code_row(tree: str, individuals: int) -> tuple[float, float]:
-  """(individuals/s, host ms per 1,000 children) of the old code, in a subprocess."""
+def old_code_row(tree: str, individuals: int) -> tuple[float, float, float]:
+  """(individuals/s, host ms per 1,000 children, of which the issue's stages) of the old code,
+  in a subprocess."""
   result = subprocess.run([sys.executable, "-c", OLD_PROBE, str(individuals)], cwd=tree,
                           capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": tree})
-  rate, host = result.stdout.split()[-2:]
-  return float(rate), float(host)
+  rate, host, stages = result.stdout.split()[-3:]
+  return float(rate), float(host), float(stages)
 
 
 def main(argv):
@@ -94,25 +130,32 @@ def main(argv):
   islands = [int(k) for k in FLAGS.islands]
   configs = [search_throughput.demo_config(k, 250, 1) for k in islands]
   steps = search_throughput.STEPS[FLAGS.steps[0]]
-  rows = []
+  stages = time_stages(issue_stages(fitness, driver.make_strategy(configs[0])))
+  rows = []  # (round, code, K, individuals/s, host ms, old host ms, stages ms, old stages ms)
   with tempfile.TemporaryDirectory() as tree:
     archive = subprocess.run(["git", "archive", FLAGS.baseline], cwd=ROOT, capture_output=True,
                              check=True).stdout
     subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
     for number in range(1, FLAGS.rounds + 1):
-      old_rate, old_host = old_code_row(tree, FLAGS.individuals)
-      rows.append((number, FLAGS.baseline, 1, old_rate, old_host, old_host))
+      old_rate, old_host, old_stages = old_code_row(tree, FLAGS.individuals)
+      rows.append((number, FLAGS.baseline, 1, old_rate, old_host, old_host, old_stages,
+                   old_stages))
       for k, config in zip(islands, configs):
-        new = search_throughput.measure(config, FLAGS.individuals, steps)
-        rows.append((number, "today", k, new["rate"], new["host_ms"], old_host))
-  print("| round | code | K | individuals/s | host ms per 1,000 children | old host / this |")
-  print("|---:|---|---:|---:|---:|---:|")
-  for number, code, k, rate, host, old_host in rows:
-    print(f"| {number} | {code} | {k} | {rate:,.0f} | {host:.1f} | {old_host / host:.2f}x |")
+        new = search_throughput.measure(config, FLAGS.individuals, steps, stage_seconds=stages)
+        rows.append((number, "today", k, new["rate"], new["host_ms"], old_host,
+                     sum(new["stage_ms"].values()), old_stages))
+  print("| round | code | K | individuals/s | host ms per 1,000 children | old host / this | "
+        "FEC lookups + ask + dead code ms | old / this |")
+  print("|---:|---|---:|---:|---:|---:|---:|---:|")
+  for number, code, k, rate, host, old_host, staged, old_staged in rows:
+    print(f"| {number} | {code} | {k} | {rate:,.0f} | {host:.1f} | {old_host / host:.2f}x | "
+          f"{staged:.1f} | {old_staged / staged:.2f}x |")
   for k in islands:
-    ratios = [old / host for _, code, kk, _, host, old in rows if code == "today" and kk == k]
-    print(f"K = {k}: host time {np.median(ratios):.2f}x less than {FLAGS.baseline}'s (median of "
-          f"{len(ratios)} rounds; {min(ratios):.2f}x-{max(ratios):.2f}x)")
+    today = [row for row in rows if row[1] == "today" and row[2] == k]
+    for what, ratios in (("host time", [row[5] / row[4] for row in today]),
+                         ("the issue's stages", [row[7] / row[6] for row in today])):
+      print(f"K = {k}: {what} {np.median(ratios):.2f}x less than {FLAGS.baseline}'s (median of "
+            f"{len(ratios)} rounds; {min(ratios):.2f}x-{max(ratios):.2f}x)")
 
 
 if __name__ == "__main__":

@@ -81,9 +81,11 @@ STEPS = {"driver": driver.step, "halves": functools.partial(driver.step, overlap
 
 @relaxed_gc()
 def measure(config: driver.SearchConfig, individuals: int, step=driver.step,
-            warmup_sweeps: int = 4, repeats: int = 2) -> dict:
+            warmup_sweeps: int = 4, repeats: int = 2, stage_seconds: dict | None = None) -> dict:
   """Throughput, programs per call, host time and CPU use over `individuals` after a warm-up,
-  the best of `repeats` runs one after another."""
+  the best of `repeats` runs one after another. With `stage_seconds` (seconds by stage name,
+  which timing wrappers add to, e.g. `pre_islands_host.time_stages`'), also each stage's host
+  milliseconds per 1,000 children in that run ("stage_ms")."""
   seeds = driver.island_seeds(config.random_seed, config.num_islands)
   rngs = [np.random.default_rng(seed) for seed in seeds]
   tasks = TaskCollections(config.search_tasks, config.select_tasks,
@@ -106,6 +108,8 @@ def measure(config: driver.SearchConfig, individuals: int, step=driver.step,
     evaluator.run_packed = counter
     try:
       start_count = int(state.num_individuals.sum())
+      stages = {} if stage_seconds is None else stage_seconds
+      stages.update(dict.fromkeys(stages, 0.0))
       wall, host, cpu = time.perf_counter(), time.thread_time(), os.times()
       done = advance(individuals) - start_count
       wall, host = time.perf_counter() - wall, time.thread_time() - host
@@ -115,7 +119,8 @@ def measure(config: driver.SearchConfig, individuals: int, step=driver.step,
     cpu_seconds = (after.user - cpu.user) + (after.system - cpu.system)
     return {"rate": done / wall, "per_call": counter.programs / max(counter.calls, 1),
             "host_ms": 1000 * host / done * 1000, "cpu": cpu_seconds / wall,
-            "hit_rate": fitness.hit_rate}
+            "hit_rate": fitness.hit_rate,
+            "stage_ms": {name: 1e6 * seconds / done for name, seconds in stages.items()}}
 
   advance(warmup_sweeps * config.population_size * config.num_islands)
   # A batch size met for the first time compiles inside the timed part: the best repeat is the
