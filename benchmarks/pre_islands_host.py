@@ -41,28 +41,6 @@ FLAGS.set_default("islands", ["8"])
 FLAGS.set_default("individuals", 50000)
 
 
-
-def time_stages(stages: dict) -> dict:
-  """Wraps the functions of each stage ({name: [(owner, attribute), ...]}) so that they add their
-  thread CPU seconds to the returned {name: seconds} (zero its values to start again)."""
-  import time  # also runs in the old tree's probe, from this source
-  spent = dict.fromkeys(stages, 0.0)
-
-  def timed(function, name):
-    def run(*args, **kwargs):
-      start = time.thread_time()
-      try:
-        return function(*args, **kwargs)
-      finally:
-        spent[name] += time.thread_time() - start
-    return run
-
-  for name, places in stages.items():
-    for owner, attribute in places:
-      setattr(owner, attribute, timed(getattr(owner, attribute), name))
-  return spent
-
-
 def issue_stages(fitness_module, strategy) -> dict:
   """The stages the issue's ~15 ms counted (FEC lookups, mutation, dead code) in either code."""
   return {"FEC lookups": [(fitness_module.SearchEvaluator, "_lookup")],
@@ -70,7 +48,8 @@ def issue_stages(fitness_module, strategy) -> dict:
 
 
 # Runs inside the old tree, with its API (one population, `ask(state, rng)`).
-OLD_PROBE = inspect.getsource(time_stages) + inspect.getsource(issue_stages) + """
+OLD_PROBE = (inspect.getsource(search_throughput.time_stages) + inspect.getsource(issue_stages)
+             + """
 import sys, time
 import jax, numpy as np
 from absl import flags
@@ -111,7 +90,7 @@ def measure(individuals):
   return max(rows)
 
 print(*measure(int(sys.argv[1])))
-"""
+""")
 
 
 def old_code_row(tree: str, individuals: int) -> tuple[float, float, float]:
@@ -130,7 +109,7 @@ def main(argv):
   islands = [int(k) for k in FLAGS.islands]
   configs = [search_throughput.demo_config(k, 250, 1) for k in islands]
   steps = search_throughput.STEPS[FLAGS.steps[0]]
-  stages = time_stages(issue_stages(fitness, driver.make_strategy(configs[0])))
+  stages = search_throughput.time_stages(issue_stages(fitness, driver.make_strategy(configs[0])))
   rows = []  # (round, code, K, individuals/s, host ms, old host ms, stages ms, old stages ms)
   with tempfile.TemporaryDirectory() as tree:
     archive = subprocess.run(["git", "archive", FLAGS.baseline], cwd=ROOT, capture_output=True,

@@ -1,7 +1,7 @@
 """Search throughput on the demo by number of islands K (or batch size B), in the same run.
 
   python benchmarks/search_throughput.py [--islands=1,4,16,64] [--batch_sizes=250]
-      [--individuals=100000] [--fec_scope=shared] [--steps=driver,halves,one_batch]
+      [--individuals=100000] [--fec_scope=shared] [--steps=driver,halves,one_batch] [--stages]
 
 Runs the demo's regularized evolution (REFERENCE.md §11.1: P = 1000, T = 10, FEC, 10 linear tasks
 of 100 + 100 examples, random initial programs) on fixed T_search tasks, K islands in lock-step,
@@ -16,7 +16,9 @@ individuals/s and the ratio against the first row (measured in the same run); ch
 compiled evaluator call (fingerprint and full runs); host milliseconds per 1,000 children (CPU
 time of the Python thread that runs the search: selection, mutation, dead code, FEC, packing, call
 dispatch; the evaluator's own threads are not counted); CPU utilisation (process user + system
-time / wall time; 2.0 = both cores of a 2-core machine busy); FEC hit rate.
+time / wall time; 2.0 = both cores of a 2-core machine busy); FEC hit rate. `--stages` adds a
+table of each row's host time by stage (`host_stages`: the thread CPU inside each stage's
+functions).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from absl import app, flags
 
 from azero_jax import device, evaluator
 from azero_jax.search import driver
+from azero_jax.search import fitness as search_fitness
 from azero_jax.search.gc_tuning import relaxed_gc
 from azero_jax.tasks.collections import TaskCollections
 from experiments import run_search
@@ -46,6 +49,8 @@ flags.DEFINE_integer("repeats", 2, "Timed runs per row, one after another; the f
                      "reported.", lower_bound=1)
 flags.DEFINE_list("steps", ["driver"], "How a step runs: driver (the driver's choice), halves "
                   "(overlapped) and/or one_batch (no overlap).")
+flags.DEFINE_bool("stages", False, "Also print each row's host milliseconds per 1,000 children "
+                  "by stage (the rest: the driver's own work and the stages' callers).")
 flags.register_validator("steps", lambda steps: set(steps) <= set(STEPS),
                          "--steps takes driver, halves and/or one_batch")
 FLAGS = flags.FLAGS
@@ -73,6 +78,40 @@ class CallCounter:
     self.calls += 1
     self.programs += packed.size
     return self._run_packed(config, packed, *args, **kwargs)
+
+
+def time_stages(stages: dict) -> dict:
+  """Wraps the functions of each stage ({name: [(owner, attribute), ...]}) so that they add their
+  thread CPU seconds to the returned {name: seconds} (zero its values to start again)."""
+  import time  # also runs from this source in pre_islands_host's probe of older code
+  spent = dict.fromkeys(stages, 0.0)
+
+  def timed(function, name):
+    def run(*args, **kwargs):
+      start = time.thread_time()
+      try:
+        return function(*args, **kwargs)
+      finally:
+        spent[name] += time.thread_time() - start
+    return run
+
+  for name, places in stages.items():
+    for owner, attribute in places:
+      setattr(owner, attribute, timed(getattr(owner, attribute), name))
+  return spent
+
+
+def host_stages(strategy) -> dict:
+  """The search thread's stages, none inside another (for `time_stages`): name -> functions."""
+  evaluator_class = search_fitness.SearchEvaluator
+  return {"ask (selection, mutation)": [(type(strategy), "ask")],
+          "tell": [(type(strategy), "tell")],
+          "dead code": [(search_fitness, "strip_packed")],
+          "memo lookups, fingerprint dispatch": [(evaluator_class, "_memo_lookup")],
+          "fingerprint keys, memo adds": [(evaluator_class, "_fingerprints")],
+          "FEC lookups": [(evaluator_class, "_lookup")],
+          "full-run dispatch": [(evaluator_class, "_dispatch_run")],
+          "full-run collection": [(evaluator_class, "_collect_run")]}
 
 
 STEPS = {"driver": driver.step, "halves": functools.partial(driver.step, overlap=True),
@@ -131,6 +170,9 @@ def measure(config: driver.SearchConfig, individuals: int, step=driver.step,
 def main(argv):
   del argv
   print(device.describe())
+  stage_seconds = None
+  if FLAGS.stages:
+    stage_seconds = time_stages(host_stages(driver.make_strategy(demo_config(1, 250, FLAGS.seed))))
   rows = []
   for batch_size in (int(b) for b in FLAGS.batch_sizes):
     for num_islands in (int(k) for k in FLAGS.islands):
@@ -138,7 +180,7 @@ def main(argv):
       for steps in FLAGS.steps:
         rows.append((num_islands, batch_size, steps,
                      measure(config, FLAGS.individuals, STEPS[steps], FLAGS.warmup_sweeps,
-                             FLAGS.repeats)))
+                             FLAGS.repeats, stage_seconds)))
   base = rows[0][3]["rate"]
   print("| K | B | step | individuals/s | vs the first row | children per call | "
         "host ms per 1,000 children | CPU use (user+sys / wall) | FEC hit rate |")
@@ -147,6 +189,15 @@ def main(argv):
     print(f"| {num_islands} | {batch_size} | {steps} | {row['rate']:,.0f} | "
           f"{row['rate'] / base:.2f}x | {row['per_call']:,.0f} | {row['host_ms']:.1f} | "
           f"{row['cpu']:.2f} | {row['hit_rate']:.2f} |")
+  if stage_seconds is not None:
+    names = list(stage_seconds)
+    print("\nHost ms per 1,000 children by stage:\n")
+    print("| K | B | step | " + " | ".join(names) + " | rest |")
+    print("|---:|---:|---|" + "---:|" * (len(names) + 1))
+    for num_islands, batch_size, steps, row in rows:
+      staged = [row["stage_ms"][name] for name in names]
+      print(f"| {num_islands} | {batch_size} | {steps} | "
+            + " | ".join(f"{ms:.2f}" for ms in staged) + f" | {row['host_ms'] - sum(staged):.2f} |")
 
 
 if __name__ == "__main__":
