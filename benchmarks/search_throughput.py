@@ -122,9 +122,9 @@ STEPS = {"driver": driver.step, "halves": functools.partial(driver.step, overlap
 def measure(config: driver.SearchConfig, individuals: int, step=driver.step,
             warmup_sweeps: int = 4, repeats: int = 2, stage_seconds: dict | None = None) -> dict:
   """Throughput, programs per call, host time and CPU use over `individuals` after a warm-up,
-  the best of `repeats` runs one after another. With `stage_seconds` (seconds by stage name,
-  which timing wrappers add to, e.g. `time_stages`'), also each stage's host
-  milliseconds per 1,000 children in that run ("stage_ms")."""
+  the best of `repeats` runs one after another. With `stage_seconds` (seconds by stage name, the
+  dict that `time_stages`' wrappers add to), also each stage's host milliseconds per 1,000
+  children in that run ("stage_ms")."""
   seeds = driver.island_seeds(config.random_seed, config.num_islands)
   rngs = [np.random.default_rng(seed) for seed in seeds]
   tasks = TaskCollections(config.search_tasks, config.select_tasks,
