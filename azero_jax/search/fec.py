@@ -328,11 +328,11 @@ class FecCache:
                       else np.zeros(keys.size, bool)))
     return located
 
-  def _find(self, keys: np.ndarray) -> np.ndarray:
-    """Slot of each key's entry, or -1."""
+  def _find(self, keys: np.ndarray, located=None) -> np.ndarray:
+    """Slot of each key's entry, or -1 (`located`: the keys' `_locate`, if known)."""
     slots = np.full(keys.size, -1, np.int64)
-    for (position, listed), index_slots in zip(self._locate(keys),
-                                               (self._index_slots, self._recent_slots)):
+    located = self._locate(keys) if located is None else located
+    for (position, listed), index_slots in zip(located, (self._index_slots, self._recent_slots)):
       slot = index_slots[position[listed]]
       live = (self._stamps[slot] != _FREE) & (self._slot_keys[slot] == keys[listed])
       slots[np.flatnonzero(listed)[live]] = slot[live]
@@ -349,8 +349,9 @@ class FecCache:
     self._free_slots = np.concatenate([self._free_slots, slots])
     self._size -= slots.size
 
-  def _add(self, keys, fitness, counts, stamps) -> np.ndarray:
-    """Inserts absent keys (sorted, distinct) into free slots (grown as needed); their slots."""
+  def _add(self, keys, fitness, counts, stamps, located=None) -> np.ndarray:
+    """Inserts absent keys (sorted, distinct) into free slots (grown as needed); their slots.
+    `located`: the keys' `_locate`, if known (the indexes have not changed since)."""
     missing = keys.size - self._free_slots.size
     if missing > 0:
       grown = max(missing, self._stamps.size)
@@ -366,7 +367,8 @@ class FecCache:
     self._size += keys.size
     # Index entries: a stale one of the key points at its new slot; other keys join the recent
     # index, which joins the index once it holds an eighth as many keys.
-    (index_position, in_index), (recent_position, in_recent) = self._locate(keys)
+    located = self._locate(keys) if located is None else located
+    (index_position, in_index), (recent_position, in_recent) = located
     self._index_slots[index_position[in_index]] = slots[in_index]
     self._recent_slots[recent_position[in_recent]] = slots[in_recent]
     new = ~in_index & ~in_recent
@@ -420,7 +422,8 @@ class FecCache:
     key_rank = np.empty(size, np.int64)  # how many earlier positions hold the same key
     key_rank[by_key] = np.arange(size) - starts[group]
     grouping = (by_key, starts, occurrences, key_of, key_rank)
-    entry = self._find(unique)
+    located = self._locate(unique)  # the indexes stay as they are until `_apply` adds keys
+    entry = self._find(unique, located)
     first_use = by_key[starts]  # each distinct key's first position
     evicted = np.zeros(unique.size, bool)  # old entries evicted before their first use
     for _ in range(_PLAN_ROUNDS):
@@ -431,7 +434,7 @@ class FecCache:
       victims, now_evicted = walk
       if np.array_equal(now_evicted, evicted):
         found, final, _ = plan
-        return found, (*final, victims)
+        return found, (*final, victims, located)
       if not evicted.any():
         self.conflicted_batches += 1
       evicted = now_evicted
@@ -510,7 +513,7 @@ class FecCache:
     return victims, np.isin(entry, victims) & used
 
   def _apply(self, final) -> None:
-    unique, entry, gone, final_count, last, filled_by, size, victims = final
+    unique, entry, gone, final_count, last, filled_by, size, victims, located = final
     present = entry >= 0
     stamps = self._clock + last
     self._clock += size
@@ -521,7 +524,8 @@ class FecCache:
     new = ~present & ~gone
     slots = entry.copy()
     slots[new] = self._add(unique[new], np.full(int(new.sum()), np.nan), final_count[new],
-                           stamps[new])
+                           stamps[new], [(position[new], listed[new])
+                                         for position, listed in located])
     waiting = ~gone & (filled_by >= 0)
     self._set_unfilled(slots[waiting], filled_by[waiting])
 
