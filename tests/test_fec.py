@@ -9,7 +9,6 @@ from azero_jax.search.fec import (
   FecCache,
   FingerprintMemo,
   error_sums,
-  fingerprint_keys,
   grouped,
   row_hashes,
   with_train_steps,
@@ -79,6 +78,17 @@ def test_cache_validation():
     FecCache(cache_size=0)
   with pytest.raises(ValueError, match="forget_every"):
     FecCache(forget_every=-1)
+
+
+def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps):
+  """One key per lane (errors [n, a] and [n, b], task index [n], N [n]), as the search makes
+  them: `error_sums` of the errors (float32 as they are, others as float64), then N."""
+  train, valid = np.asarray(train_errors), np.asarray(valid_errors)
+  if train.dtype != np.float32 or valid.dtype != np.float32:
+    train, valid = train.astype(np.float64), valid.astype(np.float64)
+  sums = error_sums(train, valid, np.asarray(task_index, np.int64), train.shape[1],
+                    valid.shape[1])
+  return with_train_steps(np.asarray(sums), num_train_steps)
 
 
 def key(train, valid, task_index, num_train_steps):
@@ -330,8 +340,7 @@ def test_memo_checks_the_second_half_of_a_key():
 
 def test_error_sums_pad_narrower_task_groups_with_nan():
   """A task group with fewer fingerprint examples than the widest hashes its errors padded with
-  NaN to the common width, [programs, tasks, errors] at once, as `fingerprint_keys` does per
-  lane."""
+  NaN to the common width, [programs, tasks, errors] at once, as the keys of single lanes do."""
   rng = np.random.default_rng(0)
   train, valid = rng.normal(size=(3, 2, 3)).astype(np.float32), np.zeros((3, 2, 1), np.float32)
   sums = np.asarray(error_sums(train, valid, np.array([5, 7]), 4, 2))

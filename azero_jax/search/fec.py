@@ -124,8 +124,13 @@ def error_sums(train_errors, valid_errors, task_index, a: int, b: int):
   """The part of fingerprint keys that the errors decide, on the device that holds them:
   errors [..., T, a'] and [..., T, b'] (a' <= a, b' <= b: padded here with NaN), task index [T]
   -> [..., T] uint64, the sum of every salted word of a key's row but N's (`with_train_steps`
-  adds it). Float32 errors (the evaluator's) are hashed in their own bits, two to a 64-bit word;
-  others as float64. -0.0 becomes +0.0 and every NaN one NaN."""
+  adds it).
+
+  A key hashes (a, b, task index, N) and the exact bits of the train and valid errors in their
+  own precision (float32 errors, the evaluator's, two to a 64-bit word; others as float64), as the
+  original hashes its fingerprints to 64 bits (-0.0 folded into +0.0, every NaN into one): the
+  mixed sum of the words, each mixed with its place (as `row_hashes`; keys differ when one word
+  does, and otherwise with probability ~2^-64)."""
   dtype = jnp.float32 if train_errors.dtype == valid_errors.dtype == jnp.float32 else jnp.float64
   per_word = 8 // jnp.dtype(dtype).itemsize
   width = -(-(a + b) // per_word) * per_word
@@ -152,24 +157,6 @@ def with_train_steps(sums: np.ndarray, num_train_steps) -> np.ndarray:
   steps = np.broadcast_to(np.asarray(num_train_steps, np.uint64), sums.shape)
   with np.errstate(over="ignore"):
     return _mix(sums + _salted(steps.reshape(-1, 1), _N_PLACE).reshape(sums.shape))
-
-
-def fingerprint_keys(train_errors, valid_errors, task_index, num_train_steps) -> np.ndarray:
-  """One 64-bit cache key per lane: errors [n, a] and [n, b], task index [n] and full-run N [n].
-
-  A key hashes (a, b, task index, N) and the exact bits of the train and valid errors in their
-  own precision (float32 errors, the evaluator's, two to a 64-bit word; others as float64), as the
-  original hashes its fingerprints to 64 bits (-0.0 folded into +0.0, every NaN into one): the
-  mixed sum of the words, each mixed with its place (as `row_hashes`; keys differ when one word
-  does, and otherwise with probability ~2^-64). The search computes the errors' part on the
-  device (`error_sums`) and adds N on the host (`with_train_steps`).
-  """
-  train, valid = np.asarray(train_errors), np.asarray(valid_errors)
-  if train.dtype != np.float32 or valid.dtype != np.float32:
-    train, valid = train.astype(np.float64), valid.astype(np.float64)
-  sums = error_sums(train, valid, np.asarray(task_index, np.int64), train.shape[1],
-                    valid.shape[1])
-  return with_train_steps(np.asarray(sums), num_train_steps)
 
 
 class BatchLookup(NamedTuple):

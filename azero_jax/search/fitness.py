@@ -289,6 +289,10 @@ class SearchEvaluator:
 
     num_tasks = len(self.tasks)
     self._groups = task_groups(range(num_tasks), fec is not None)
+    # The train and valid errors of a fingerprint (the most of any task group; keys pad the rest).
+    self._fingerprint_widths = tuple(
+        max(getattr(g.fingerprint_tasks, name).shape[-1] for g in self._groups)
+        for name in ("y_train", "y_valid")) if fec else None
     # [K, T]: each island's hurdle tasks, the first H of its tasks.
     self._hurdle_lanes = self.island_tasks & (np.cumsum(self.island_tasks, axis=1)
                                               <= hurdle_tasks)
@@ -443,13 +447,12 @@ class SearchEvaluator:
     fingerprint keys' error words (`fec.error_sums`, device arrays)."""
     self.fingerprint_runs += programs.size
     packed = evaluator.pad_population(programs, compact_bucket(programs.size, self.bucket))
-    width = lambda name: max(getattr(g.fingerprint_tasks, name).shape[-1] for g in self._groups)
     dispatched = []
     for group in self._groups:
       result = evaluator.run_packed(group.fingerprint_config, packed, group.fingerprint_tasks,
                                     self._fec_key)
       dispatched.append((error_sums(result.train_errors, result.valid_errors, group.task_index,
-                                    width("y_train"), width("y_valid")), result.train_steps))
+                                    *self._fingerprint_widths), result.train_steps))
     return dispatched
 
   def _collect_fingerprints(self, dispatched: list, count: int):
